@@ -1,0 +1,65 @@
+# Herald: every command a developer or CI needs. `make run` and `make test` work on a fresh clone.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: help install kafka-fetch kafka-up kafka-down topics migrate run test test-unit \
+        test-integration test-e2e bench bench-quick lint settings clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) kafka-fetch ## Python venv with pinned packages, and the broker jars
+
+kafka-fetch: ## Resolve the Apache Kafka broker jars from Maven Central (cached)
+	deploy/kafka/kafka.sh fetch
+
+kafka-up: kafka-fetch ## Start the local Kafka broker (KRaft) on 127.0.0.1:9092
+	deploy/kafka/kafka.sh start
+
+kafka-down: ## Stop the local Kafka broker
+	deploy/kafka/kafka.sh stop
+
+topics: $(STAMP) ## Create the topic catalogue on the broker (idempotent)
+	$(BIN)/python -m services.core.topics
+
+migrate: $(STAMP) ## Migrate the database to head
+	$(BIN)/python -m services.core.db.migrate up
+
+run: install ## Broker, topics, database and every processor; Ctrl-C stops them all
+	$(BIN)/python deploy/devstack.py
+
+test: install ## All tests: unit, integration (real broker + databases), end to end
+	$(BIN)/python -m pytest tests -q
+
+test-unit: $(STAMP) ## Fast tests, no broker
+	$(BIN)/python -m pytest tests/unit -q
+
+test-integration: install ## Tests against the real broker and databases
+	$(BIN)/python -m pytest tests/integration -q
+
+test-e2e: install ## The platform as processes, driven from outside
+	$(BIN)/python -m pytest tests/e2e -q
+
+bench: install ## Full benchmark suite; writes bench/results/
+	$(BIN)/python -m bench.run --mode full
+
+bench-quick: install ## Benchmarks in under two minutes
+	$(BIN)/python -m bench.run --mode quick
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check services tests deploy
+
+settings: $(STAMP) ## Print the settings table
+	$(BIN)/python -m services.core.settings
+
+clean: ## Stop the broker and remove local state (.run/)
+	-deploy/kafka/kafka.sh stop
+	rm -rf .run

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs a real Apache Kafka broker (KRaft, one combined broker+controller node) on localhost.
+#   kafka.sh fetch   resolve the broker jars from Maven Central into deploy/kafka/.libs (cached)
+#   kafka.sh start   format storage if needed, start in the background, wait until it answers
+#   kafka.sh stop    stop it cleanly (SIGTERM, then wait)
+#   kafka.sh run     start in the foreground (for process supervisors)
+#   kafka.sh status  exit 0 if the broker answers
+# Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA_DIR
+# (.run/kafka-<port>), KAFKA_HEAP (512m).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+LIBS="$HERE/.libs"
+PORT="${KAFKA_PORT:-9092}"
+CPORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+DATA="${KAFKA_DATA_DIR:-$ROOT/.run/kafka-$PORT}"
+HEAP="${KAFKA_HEAP:-512m}"
+PIDFILE="$DATA/broker.pid"
+LOG="$DATA/broker.log"
+
+fetch() {
+  if [ -f "$LIBS/.complete" ] && [ "$LIBS/.complete" -nt "$HERE/pom.xml" ]; then return 0; fi
+  echo "kafka: resolving broker jars from Maven Central..." >&2
+  rm -rf "$LIBS"
+  (cd "$HERE" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$LIBS" -DincludeScope=runtime)
+  touch "$LIBS/.complete"
+}
+
+answers() {
+  # The broker answers when a TCP connection to its listener succeeds and it reports as started.
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && grep -q "Kafka Server started" "$LOG" 2>/dev/null
+}
+
+prepare() {
+  fetch
+  mkdir -p "$DATA/logs"
+  sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CPORT|g" -e "s|@DATA_DIR@|$DATA/logs|g" \
+    "$HERE/server.properties.template" > "$DATA/server.properties"
+  if [ ! -f "$DATA/logs/meta.properties" ]; then
+    local uuid
+    uuid="$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid)"
+    java -cp "$LIBS/*" -Dlog4j2.configurationFile="$HERE/log4j2.yaml" kafka.tools.StorageTool \
+      format --standalone -t "$uuid" -c "$DATA/server.properties" >/dev/null
+  fi
+}
+
+java_cmd() {
+  JAVA_CMD=(java "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC
+    -Dlog4j2.configurationFile="$HERE/log4j2.yaml" -cp "$LIBS/*" kafka.Kafka "$DATA/server.properties")
+}
+
+start() {
+  if answers && [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    echo "kafka: already running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; return 0
+  fi
+  prepare
+  : > "$LOG"
+  local t0=$SECONDS
+  java_cmd
+  nohup "${JAVA_CMD[@]}" >>"$LOG" 2>&1 &
+  echo $! > "$PIDFILE"
+  for _ in $(seq 1 600); do
+    if answers; then echo "kafka: up on 127.0.0.1:$PORT in $((SECONDS - t0))s (pid $(cat "$PIDFILE"))"; return 0; fi
+    if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then echo "kafka: broker exited, see $LOG" >&2; tail -30 "$LOG" >&2; return 1; fi
+    sleep 0.2
+  done
+  echo "kafka: did not answer within 120s, see $LOG" >&2; return 1
+}
+
+stop() {
+  [ -f "$PIDFILE" ] || { echo "kafka: not running on $PORT"; return 0; }
+  local pid; pid="$(cat "$PIDFILE")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then echo "kafka: forcing stop" >&2; kill -KILL "$pid"; fi
+  fi
+  rm -f "$PIDFILE"; echo "kafka: stopped ($PORT)"
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop ;;
+  run) prepare; java_cmd; exec "${JAVA_CMD[@]}" ;;
+  status) answers ;;
+  wipe) stop; rm -rf "$DATA" ;;
+  *) echo "usage: $0 fetch|start|stop|run|status|wipe" >&2; exit 2 ;;
+esac

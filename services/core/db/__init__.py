@@ -1,0 +1,6 @@
+"""The system of record: models, engine and sessions, migrations."""
+
+from .models import Base
+from .session import Database, session_scope
+
+__all__ = ["Base", "Database", "session_scope"]

@@ -1,0 +1,44 @@
+"""Health of a processor's dependencies: the broker and the database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+from .db import Database
+
+
+class HealthCheck:
+    """Checks are cheap and cached for a second so a busy prober cannot load the broker."""
+
+    def __init__(self, bootstrap: str, db: Database | None) -> None:
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+        self._db = db
+        self._cached: tuple[float, dict[str, Any]] | None = None
+
+    def _check(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        try:
+            md = self._admin.list_topics(timeout=2)
+            out["broker"] = {"ok": True, "brokers": len(md.brokers)}
+        except Exception as exc:
+            out["broker"] = {"ok": False, "error": type(exc).__name__}
+        if self._db is not None:
+            try:
+                self._db.ping()
+                out["database"] = {"ok": True, "dialect": self._db.dialect}
+            except Exception as exc:
+                out["database"] = {"ok": False, "error": type(exc).__name__}
+        return out
+
+    async def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > 1.0:
+            checks = await asyncio.to_thread(self._check)
+            self._cached = (now, checks)
+        checks = self._cached[1]
+        ok = all(c["ok"] for c in checks.values())
+        return {"status": "ok" if ok else "degraded", "checks": checks}

@@ -1,0 +1,75 @@
+"""One typed settings object for every Herald process.
+
+Every field has a default that works on a fresh machine (local broker, SQLite file) and can be
+overridden from the environment with the ``HERALD_`` prefix, e.g. ``HERALD_KAFKA_BOOTSTRAP``.
+``python -m services.core.settings`` prints the table the README carries.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (host:port,...)")
+    topic_partitions: int = Field(3, ge=1, description="Partitions of each pipeline topic when created")
+    topic_prefix: str = Field("", description="Prefix for every topic name (lets test runs share a broker)")
+    database_url: str = Field(
+        "sqlite:///.run/herald.db",
+        description="SQLAlchemy URL of the system-of-record database (PostgreSQL in production)",
+    )
+    web_host: str = Field("127.0.0.1", description="Address the processors' HTTP servers bind to")
+    ingress_port: int = Field(8080, description="Port of ingress (webhooks, send API, /health, /metrics)")
+    router_port: int = Field(8081, description="Port of the router's /health and /metrics")
+    egress_port: int = Field(8082, description="Port of egress's /health and /metrics")
+    campaigns_port: int = Field(8083, description="Port of campaigns' /health and /metrics")
+    verifier_port: int = Field(8084, description="Port of the verifier's /health and /metrics")
+    ledger_port: int = Field(8085, description="Port of the ledger's /health and /metrics")
+    log_level: str = Field("info", description="Log level: debug, info, warn, error")
+    secret_key: str = Field(
+        "dev-only-change-me",
+        description="Key for HMACs of codes and encryption of secrets at rest; set it in production",
+    )
+    api_rate_per_second: float = Field(200.0, gt=0, description="Send-API requests per second per tenant")
+    api_rate_burst: int = Field(400, ge=1, description="Send-API burst size per tenant")
+    carriers_file: str = Field(
+        "deploy/carriers.json", description="JSON file declaring carriers, routes and their secrets"
+    )
+    egress_max_attempts: int = Field(5, ge=1, description="Carrier submit attempts before the DLQ")
+    egress_backoff_base_ms: int = Field(200, ge=1, description="First retry delay; doubles each attempt")
+    dlr_match_window_s: int = Field(3600, ge=1, description="How long unmatched DLRs wait for their message")
+    commit_interval_s: float = Field(1.0, gt=0, description="How often consumers commit processed offsets")
+    session_timeout_s: float = Field(10.0, gt=0, description="Consumer group session timeout")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.lower()
+        if v not in {"debug", "info", "warn", "error", "crit"}:
+            raise ValueError("log_level must be one of debug, info, warn, error, crit")
+        return v
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a catalogue topic."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def settings_table() -> str:
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"| `HERALD_{name.upper()}` | `{field.default}` | {field.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())

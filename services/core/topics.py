@@ -1,0 +1,123 @@
+"""The topic catalogue: every topic Herald uses, declared once, created idempotently.
+
+``python -m services.core.topics`` (``make topics``) applies it to the broker in the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+from .settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str  # what the record key is; all events of one key land on one partition
+    description: str
+    retention_ms: int = 7 * DAY_MS
+    compacted: bool = False
+    partitions: int | None = None  # None: the configured default
+    dlq: bool = True
+    configs: dict[str, str] = field(default_factory=dict)
+
+    def broker_configs(self) -> dict[str, str]:
+        cfg = {"retention.ms": str(self.retention_ms)}
+        if self.compacted:
+            cfg = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+        cfg.update(self.configs)
+        return cfg
+
+
+SMS_INBOUND = "sms.inbound"
+SMS_OUTBOUND = "sms.outbound"
+SMS_DELIVERY = "sms.delivery"
+SMS_STATUS = "sms.status"
+CODES_SUBMITTED = "codes.submitted"
+POINTS_AWARDED = "points.awarded"
+POINTS_COMMANDS = "points.commands"
+CAMPAIGNS_INBOUND = "campaigns.inbound"
+OPTOUTS = "optouts"
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec(SMS_INBOUND, "sender number", "Mobile-originated texts from carriers (MO)"),
+    TopicSpec(SMS_OUTBOUND, "recipient number", "Send requests from ERPs, API, campaigns, replies"),
+    TopicSpec(SMS_DELIVERY, "carrier message id", "Delivery reports from carriers (DLR)"),
+    TopicSpec(SMS_STATUS, "platform message id", "Every status transition of an outbound message"),
+    TopicSpec(CODES_SUBMITTED, "the code", "Anti-counterfeit code queries, ordered per code"),
+    TopicSpec(POINTS_AWARDED, "member number", "Loyalty points earned by valid code queries"),
+    TopicSpec(POINTS_COMMANDS, "member number", "Member commands to the ledger (balance, gifts)"),
+    TopicSpec(CAMPAIGNS_INBOUND, "sender number", "Inbound texts the router hands to campaigns"),
+    TopicSpec(OPTOUTS, "tenant:number", "Current opt-out state per tenant and number", compacted=True,
+              dlq=False),
+)
+
+BY_NAME = {t.name: t for t in CATALOGUE}
+
+
+def dlq_name(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def tenant_topics(tenant_id: str) -> tuple[TopicSpec, ...]:
+    """The per-tenant topics an ERP reads (inbound texts, status of its messages)."""
+    return (
+        TopicSpec(f"tenant.{tenant_id}.inbound", "sender number", f"Inbound texts for {tenant_id}'s ERP"),
+        TopicSpec(f"tenant.{tenant_id}.status", "platform message id", f"Status for {tenant_id}'s ERP"),
+    )
+
+
+def all_specs(extra: tuple[TopicSpec, ...] = ()) -> list[TopicSpec]:
+    specs: list[TopicSpec] = []
+    for spec in (*CATALOGUE, *extra):
+        specs.append(spec)
+        if spec.dlq:
+            specs.append(TopicSpec(dlq_name(spec.name), "original key", f"Rejected {spec.name} events",
+                                   retention_ms=30 * DAY_MS, partitions=1, dlq=False))
+    return specs
+
+
+def ensure_topics(settings: Settings | None = None, extra: tuple[TopicSpec, ...] = (),
+                  timeout: float = 30.0) -> list[str]:
+    """Create every catalogue topic that is missing, and grow partitions that are too few.
+
+    Idempotent: topics that exist are left as they are. Returns the names it created.
+    """
+    settings = settings or get_settings()
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = admin.list_topics(timeout=timeout).topics
+    new: list[NewTopic] = []
+    grow: list[NewPartitions] = []
+    for spec in all_specs(extra):
+        name = settings.topic(spec.name)
+        parts = spec.partitions or settings.topic_partitions
+        if name not in existing:
+            new.append(NewTopic(name, num_partitions=parts, replication_factor=1,
+                                config=spec.broker_configs()))
+        elif len(existing[name].partitions) < parts:
+            grow.append(NewPartitions(name, parts))
+    created = []
+    for name, fut in (admin.create_topics(new, operation_timeout=timeout).items() if new else []):
+        try:
+            fut.result()
+            created.append(name)
+        except Exception as exc:  # a concurrent creator is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    for _name, fut in (admin.create_partitions(grow).items() if grow else []):
+        fut.result()
+    return created
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    made = ensure_topics()
+    s = get_settings()
+    print(f"topics: {len(all_specs())} in catalogue, {len(made)} created on {s.kafka_bootstrap}")

@@ -1,0 +1,1 @@
+"""Herald verifier processor."""

@@ -1,0 +1,187 @@
+"""Starting and waiting for the real things tests talk to: the Kafka broker, PostgreSQL and
+Herald's processors as separate processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1,
+               what: str = "condition") -> Any:
+    """Poll until predicate returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - polled again until the deadline
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
+
+
+class Broker:
+    """The real Apache Kafka broker started by deploy/kafka/kafka.sh on a test port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.data_dir = ROOT / ".run" / f"test-kafka-{port}"
+        self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(self.data_dir)}
+
+    def start(self) -> None:
+        subprocess.run([str(KAFKA_SH), "start"], check=True, env=self.env)
+
+    def stop(self) -> None:
+        subprocess.run([str(KAFKA_SH), "stop"], check=False, env=self.env)
+
+    @property
+    def pid(self) -> int:
+        return int((self.data_dir / "broker.pid").read_text().strip())
+
+
+class Stack:
+    """Settings shared by every process of one test: broker, database and a topic prefix."""
+
+    def __init__(self, bootstrap: str, database_url: str, prefix: str | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.database_url = database_url
+        self.prefix = prefix or f"t{uuid.uuid4().hex[:8]}."
+        self.procs: list[Proc] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {**os.environ, "HERALD_KAFKA_BOOTSTRAP": self.bootstrap,
+               "HERALD_DATABASE_URL": self.database_url, "HERALD_TOPIC_PREFIX": self.prefix,
+               "HERALD_SESSION_TIMEOUT_S": "6", "HERALD_COMMIT_INTERVAL_S": "0.5",
+               "HERALD_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1"}
+        env.update(extra)
+        return env
+
+    def settings(self, **overrides: Any):
+        from services.core.settings import Settings
+
+        return Settings(kafka_bootstrap=self.bootstrap, database_url=self.database_url,
+                        topic_prefix=self.prefix, **overrides)
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def start(self, module: str, port: int | None = None, health: bool = True,
+              **extra_env: str) -> Proc:
+        port = port or free_port()
+        name = module.rsplit(".", 1)[-1]
+        env = self.env(**{f"HERALD_{name.upper()}_PORT": str(port)}, **extra_env)
+        proc = Proc(module, port, env)
+        self.procs.append(proc)
+        proc.start(health)
+        return proc
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+        self.procs.clear()
+
+
+class Proc:
+    """One Herald process (python -m services.<name>) with its log in .run/test-logs/."""
+
+    def __init__(self, module: str, port: int, env: dict[str, str]) -> None:
+        self.module, self.port, self.env = module, port, env
+        logs = ROOT / ".run" / "test-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = logs / f"{module.replace('.', '-')}-{port}.log"
+        self.popen: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, health: bool = True) -> None:
+        self.log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT, env=self.env,
+                                      stdout=self.log, stderr=subprocess.STDOUT)
+        if health:
+            self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        def ok() -> bool:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.module} exited with {self.popen.returncode}: "
+                                   f"{self.log_path.read_text()[-3000:]}")
+            r = httpx.get(f"{self.url}/health", timeout=2)
+            return r.status_code == 200 and r.json()["status"] == "ok"
+
+        wait_until(ok, timeout, 0.2, f"{self.module} /health ok")
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.popen.kill()
+            self.popen.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        self.log.close()
+        return self.popen.returncode
+
+
+def read_topic(bootstrap: str, topic: str, until: Callable[[list[dict]], bool] | None = None,
+               timeout: float = 30.0, decode_json: bool = True) -> list[Any]:
+    """Read a topic from the beginning until ``until(records)`` holds (or just what is there)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    md = c.list_topics(topic, timeout=10)
+    parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
+    c.assign(parts)
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is None:
+                if until is None or until(out):
+                    return out
+                continue
+            if msg.error():
+                continue
+            out.append(json.loads(msg.value()) if decode_json else msg)
+            if until is not None and until(out):
+                return out
+        if until is not None:
+            raise AssertionError(f"timed out reading {topic}; got {len(out)} records: {out[-5:]}")
+        return out
+    finally:
+        c.close()
