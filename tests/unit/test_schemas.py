@@ -28,6 +28,7 @@ EVENT_NAMES = [
     "points.awarded",
     "points.commands",
     "dlq",
+    "optouts",
 ]
 SCHEMA_FILES = sorted(SCHEMA_DIR.rglob("*.json"))
 DELETE = object()  # marks a field to remove in a variant
@@ -78,6 +79,7 @@ E164_FIELDS = {
     "codes.submitted": ["from"],
     "points.awarded": ["member"],
     "points.commands": ["member"],
+    "optouts": ["msisdn"],
 }
 ADDRESS_FIELDS = {
     "sms.inbound": ["to"],
@@ -94,6 +96,7 @@ UUID_FIELDS = {
     "points.awarded": ["entry_id"],
     "points.commands": ["command_id", "inbound_message_id"],
     "dlq": [],
+    "optouts": ["source_message_id"],
 }
 TIMESTAMP_FIELDS = {
     "sms.inbound": ["received_at"],
@@ -104,6 +107,7 @@ TIMESTAMP_FIELDS = {
     "points.awarded": [],
     "points.commands": [],
     "dlq": ["failed_at"],
+    "optouts": ["changed_at"],
 }
 TEXT_EVENTS = ["sms.inbound", "sms.outbound"]
 

@@ -2,10 +2,11 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 17:39:54.660330
+Create Date: 2026-11-28 17:45:32.721487
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 revision = '0001'
 down_revision = None
@@ -89,6 +90,12 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=64), nullable=False),
     sa.Column('processed_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('processor', 'event_id')
+    )
+    op.create_table('rate_buckets',
+    sa.Column('carrier', sa.String(length=64), nullable=False),
+    sa.Column('tokens', sa.Float(), nullable=False),
+    sa.Column('updated_at', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('carrier')
     )
     op.create_table('tenants',
     sa.Column('id', sa.String(length=63), nullable=False),
@@ -188,6 +195,7 @@ def downgrade() -> None:
 
     op.drop_table('api_keys')
     op.drop_table('tenants')
+    op.drop_table('rate_buckets')
     op.drop_table('processed_events')
     op.drop_table('pending_dlrs')
     op.drop_table('opt_outs')

@@ -1,0 +1,69 @@
+"""Carrier declarations: where to submit, how their webhooks authenticate, which number
+prefixes they serve, and their rate limits. Read from HERALD_CARRIERS_FILE (JSON)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Carrier:
+    name: str
+    kind: str = "http"  # the connector that speaks to it
+    submit_url: str = ""
+    api_token: str = field(default="", repr=False)
+    webhook_auth: str = "hmac"  # hmac: X-Herald-Signature: sha256=<hex>; token: X-Herald-Token
+    webhook_secret: str = field(default="", repr=False)
+    prefixes: tuple[str, ...] = ("+",)
+    priority: int = 100  # lower is preferred among carriers matching a number
+    rate_per_second: float = 100.0
+    timeout_s: float = 5.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def serves(self, number: str) -> int:
+        """Length of the longest matching prefix (0: does not serve the number)."""
+        return max((len(p) for p in self.prefixes if number.startswith(p)), default=0)
+
+    def verify_webhook(self, body: bytes, headers: dict[str, str]) -> bool:
+        """Constant-time check of a webhook's signature (or shared token)."""
+        if not self.webhook_secret:
+            return False
+        if self.webhook_auth == "token":
+            given = headers.get("x-herald-token", "")
+            return hmac.compare_digest(given.encode(), self.webhook_secret.encode())
+        given = headers.get("x-herald-signature", "")
+        expected = "sha256=" + hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def load_carriers(path: str | Path) -> dict[str, Carrier]:
+    p = Path(path)
+    if not p.is_absolute():
+        p = Path(__file__).resolve().parents[2] / p
+    doc = json.loads(p.read_text(encoding="utf-8"))
+    out: dict[str, Carrier] = {}
+    for raw in doc.get("carriers", []):
+        raw = dict(raw)
+        raw["prefixes"] = tuple(raw.get("prefixes", ["+"]))
+        c = Carrier(**raw)
+        if c.name in out:
+            raise ValueError(f"carrier {c.name} declared twice in {p}")
+        out[c.name] = c
+    return out
+
+
+def route(carriers: dict[str, Carrier], number: str, preference: list[str] | None = None) -> list[Carrier]:
+    """Carriers that serve ``number``, best first: the tenant's preference order, then longest
+    prefix, then priority. Egress tries them in this order (failover)."""
+    pref = {name: i for i, name in enumerate(preference or [])}
+    candidates = [c for c in carriers.values() if c.serves(number)]
+    return sorted(candidates, key=lambda c: (pref.get(c.name, len(pref)), -c.serves(number), c.priority))

@@ -1,0 +1,91 @@
+"""Outbound messages in the system of record: their deterministic ids, creation and status
+transitions. Ingress and egress both use this; egress is the one that moves status on."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .db.models import Message, MessageEvent
+
+_NS = uuid.UUID("5d1c4a8e-3f0b-4c52-9d0e-6b7e2a1f9c30")
+
+# Where a status may go next; terminal states go nowhere (a late DLR cannot undo "delivered").
+TRANSITIONS = {
+    "accepted": {"sent", "failed", "suppressed", "expired", "delivered"},
+    "sent": {"delivered", "failed", "expired"},
+    "delivered": set(),
+    "failed": set(),
+    "suppressed": set(),
+    "expired": set(),
+}
+
+
+def message_id_for(tenant_id: str, request_id: str) -> str:
+    """The same tenant and idempotency key always give the same platform message id."""
+    return str(uuid.uuid5(_NS, f"{tenant_id}\x1f{request_id}"))
+
+
+def parse_ts(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(timezone.utc)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def record_accepted(s: Session, event: dict[str, Any]) -> tuple[Message, bool]:
+    """Insert the message of an sms.outbound event if absent. Returns (message, created)."""
+    msg = s.get(Message, event["message_id"])
+    if msg is not None:
+        return msg, False
+    msg = Message(
+        id=event["message_id"], tenant_id=event["tenant_id"], request_id=event["request_id"],
+        recipient=event["to"], sender=event.get("from"), text=event["text"],
+        source=event["source"], category=event.get("category", "transactional"),
+        status="accepted", accepted_at=parse_ts(event.get("accepted_at")),
+        updated_at=parse_ts(event.get("accepted_at")),
+    )
+    try:
+        with s.begin_nested():
+            s.add(msg)
+            s.add(MessageEvent(event_id=f"{msg.id}:accepted", message_id=msg.id, status="accepted",
+                               occurred_at=msg.accepted_at))
+    except IntegrityError:
+        # A concurrent writer (the other of ingress/egress) got there first.
+        existing = s.get(Message, event["message_id"])
+        if existing is None:  # same (tenant, request_id) under another id: a replay
+            existing = s.scalar(select(Message).where(Message.tenant_id == event["tenant_id"],
+                                                      Message.request_id == event["request_id"]))
+        return existing, False
+    return msg, True
+
+
+def transition(s: Session, msg: Message, status: str, *, reason: str | None = None,
+               carrier: str | None = None, event_id: str | None = None,
+               at: datetime | None = None) -> bool:
+    """Move a message to ``status`` if that is a legal step; record it once. Returns whether it moved."""
+    if status not in TRANSITIONS.get(msg.status, set()):
+        return False
+    at = at or datetime.now(timezone.utc)
+    eid = event_id or f"{msg.id}:{status}"
+    if s.scalar(select(MessageEvent.id).where(MessageEvent.event_id == eid)) is not None:
+        return False
+    msg.status = status
+    msg.reason = reason
+    msg.updated_at = at
+    if carrier:
+        msg.carrier = carrier
+    s.add(MessageEvent(event_id=eid, message_id=msg.id, status=status, reason=reason,
+                       carrier=carrier, occurred_at=at))
+    return True
+
+
+def history(s: Session, message_id: str) -> list[dict[str, Any]]:
+    rows = s.scalars(select(MessageEvent).where(MessageEvent.message_id == message_id)
+                     .order_by(MessageEvent.occurred_at, MessageEvent.id))
+    return [{"status": r.status, "at": r.occurred_at.isoformat(), "reason": r.reason,
+             "carrier": r.carrier} for r in rows]
