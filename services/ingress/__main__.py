@@ -1,6 +1,6 @@
 """Entry point: python -m services.ingress"""
 
-from .app import build
+from .app import main
 
 if __name__ == "__main__":
-    build().main()
+    main()

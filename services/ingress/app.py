@@ -1,0 +1,323 @@
+"""Ingress: carrier webhooks (MO, DLR) and the tenant send API, over aiohttp.
+
+A request is answered 2xx only after the broker has acknowledged its event, so a crash right
+after answering loses nothing. Bad input gets a 4xx with a reason and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from services.core import metrics, topics
+from services.core.carriers import Carrier, load_carriers
+from services.core.db import Database
+from services.core.db.models import InboundPart, Message, SenderNumber
+from services.core.health import HealthCheck
+from services.core.kafka import AsyncProducer
+from services.core.messages import history, record_accepted
+from services.core.settings import Settings, get_settings
+from services.core.tenancy import authenticate
+from services.core.webservice import add_health_routes, serve
+
+from .domain import (
+    MAX_BATCH,
+    BadRequest,
+    MoPart,
+    TokenBucket,
+    complete_mo,
+    mo_message_id,
+    parse_dlr,
+    parse_mo,
+    parse_send,
+    preview,
+)
+
+log = logging.getLogger("herald.ingress")
+NAME = "ingress"
+
+
+def _error(status: int, reason: str, **extra: Any) -> web.Response:
+    metrics.HTTP_REQUESTS.labels(NAME, "error", str(status)).inc()
+    return web.json_response({"error": reason, **extra}, status=status)
+
+
+async def _json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from None
+
+
+class Ingress:
+    def __init__(self, settings: Settings, db: Database, producer: AsyncProducer,
+                 carriers: dict[str, Carrier]) -> None:
+        self.s, self.db, self.producer, self.carriers = settings, db, producer, carriers
+        self.limiter = TokenBucket(settings.api_rate_per_second, settings.api_rate_burst)
+        self._auth_cache: dict[str, tuple[float, str | None]] = {}
+        self._senders: dict[str, tuple[float, set[str]]] = {}
+
+    # -- carriers -----------------------------------------------------------------------------
+    def _carrier(self, request: web.Request, body: bytes) -> Carrier:
+        name = request.match_info["carrier"]
+        carrier = self.carriers.get(name)
+        if carrier is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"unknown carrier {name!r}"}),
+                                   content_type="application/json")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if not carrier.verify_webhook(body, headers):
+            raise web.HTTPUnauthorized(text=json.dumps({"error": "bad or missing signature"}),
+                                       content_type="application/json")
+        return carrier
+
+    async def mo(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        carrier = self._carrier(request, raw)
+        try:
+            event, part = parse_mo(carrier.name, await _json(request))
+            if part is not None:
+                event = await asyncio.to_thread(self._collect_part, carrier.name, event, part)
+                if event is None:
+                    metrics.HTTP_REQUESTS.labels(NAME, "mo", "202").inc()
+                    return web.json_response({"status": "part stored", "complete": False},
+                                             status=202)
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        await self.producer.send(topics.SMS_INBOUND, event, key=event["from"])
+        metrics.HTTP_REQUESTS.labels(NAME, "mo", "200").inc()
+        return web.json_response({"status": "accepted", "message_id": event["message_id"]})
+
+    def _collect_part(self, carrier: str, event: dict, part: MoPart) -> dict | None:
+        """Store one part; when all are in, return the whole text's event (parts removed)."""
+        with self.db.session() as s:
+            try:
+                with s.begin_nested():
+                    s.add(InboundPart(carrier=carrier, sender=event["from"], ref=part.ref,
+                                      seq=part.seq, total=part.total, text=part.text))
+            except IntegrityError:
+                pass  # a retried webhook for a part we have
+            rows = s.scalars(select(InboundPart).where(
+                InboundPart.carrier == carrier, InboundPart.sender == event["from"],
+                InboundPart.ref == part.ref).order_by(InboundPart.seq)).all()
+            if len({r.seq for r in rows}) < part.total:
+                return None
+            whole = complete_mo(event, [r.text for r in rows])
+            # One id for the whole text, whichever part completed it.
+            whole["message_id"] = mo_message_id(carrier, f"concat:{event['from']}:{part.ref}")
+            whole["carrier_message_id"] = f"concat-{part.ref}"[:128]
+            s.execute(delete(InboundPart).where(
+                InboundPart.carrier == carrier, InboundPart.sender == event["from"],
+                InboundPart.ref == part.ref))
+            return whole
+
+    async def dlr(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        carrier = self._carrier(request, raw)
+        try:
+            event = parse_dlr(carrier.name, await _json(request))
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        key = event.get("message_id") or event["carrier_message_id"]
+        await self.producer.send(topics.SMS_DELIVERY, event, key=key)
+        metrics.HTTP_REQUESTS.labels(NAME, "dlr", "200").inc()
+        return web.json_response({"status": "accepted"})
+
+    # -- send API -----------------------------------------------------------------------------
+    def _tenant_sync(self, key: str | None) -> str | None:
+        now = time.monotonic()
+        hit = self._auth_cache.get(key or "")
+        if hit and now - hit[0] < 30:
+            return hit[1]
+        with self.db.session() as s:
+            tenant = authenticate(s, key)
+        if len(self._auth_cache) > 10_000:
+            self._auth_cache.clear()
+        self._auth_cache[key or ""] = (now, tenant)
+        return tenant
+
+    async def _tenant(self, request: web.Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get(
+            "X-API-Key")
+        if not key:
+            raise web.HTTPUnauthorized(text=json.dumps({"error": "missing API key (Authorization: "
+                                                        "Bearer <key>)"}),
+                                       content_type="application/json")
+        tenant = await asyncio.to_thread(self._tenant_sync, key)
+        if tenant is None:
+            raise web.HTTPUnauthorized(text=json.dumps({"error": "invalid API key"}),
+                                       content_type="application/json")
+        return tenant
+
+    def _tenant_senders(self, tenant: str) -> set[str]:
+        now = time.monotonic()
+        hit = self._senders.get(tenant)
+        if hit and now - hit[0] < 30:
+            return hit[1]
+        with self.db.session() as s:
+            nums = set(s.scalars(select(SenderNumber.number).where(SenderNumber.tenant_id == tenant)))
+        self._senders[tenant] = (now, nums)
+        return nums
+
+    def _limit(self, tenant: str, n: int) -> web.Response | None:
+        wait = self.limiter.take(tenant, n)
+        if wait > 0:
+            resp = _error(429, f"rate limit of {self.s.api_rate_per_second:g} messages per second "
+                               f"exceeded for tenant {tenant}", retry_after_s=round(wait, 3))
+            resp.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return resp
+        return None
+
+    def _accept(self, events: list[dict]) -> list[bool]:
+        """Record the messages as accepted (idempotent); True where one already existed."""
+        dup = []
+        with self.db.session() as s:
+            for e in events:
+                msg, created = record_accepted(s, e)
+                if not created:
+                    # The same idempotency key again: the first request's message stands.
+                    e.update(to=msg.recipient, text=msg.text)
+                    if msg.sender:
+                        e["from"] = msg.sender
+                    else:
+                        e.pop("from", None)
+                dup.append(not created)
+        return dup
+
+    @staticmethod
+    def _result(event: dict, duplicate: bool) -> dict:
+        p = preview(event["text"])
+        return {"message_id": event["message_id"], "request_id": event["request_id"],
+                "status": "accepted", "to": event["to"], "encoding": p["encoding"],
+                "segments": p["segments"], "duplicate": duplicate}
+
+    async def send(self, request: web.Request) -> web.Response:
+        tenant = await self._tenant(request)
+        try:
+            body = await _json(request)
+            senders = await asyncio.to_thread(self._tenant_senders, tenant)
+            event = parse_send(tenant, body, request.headers.get("Idempotency-Key"), senders)
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        if request.query.get("dry_run") in ("1", "true"):
+            return web.json_response({"dry_run": True, **preview(event["text"])})
+        limited = self._limit(tenant, 1)
+        if limited is not None:
+            return limited
+        (dup,) = await asyncio.to_thread(self._accept, [event])
+        # Published again on a duplicate too: if the first attempt died before the broker
+        # acknowledged it, this one delivers it; egress dedupes by message id.
+        await self.producer.send(topics.SMS_OUTBOUND, event, key=event["to"])
+        metrics.HTTP_REQUESTS.labels(NAME, "send", "202").inc()
+        return web.json_response(self._result(event, dup), status=200 if dup else 202)
+
+    async def send_batch(self, request: web.Request) -> web.Response:
+        tenant = await self._tenant(request)
+        try:
+            body = await _json(request)
+            items = body.get("messages") if isinstance(body, dict) else None
+            if not isinstance(items, list) or not items:
+                raise BadRequest("'messages' must be a non-empty list")
+            if len(items) > MAX_BATCH:
+                raise BadRequest(f"at most {MAX_BATCH} messages per batch")
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        senders = await asyncio.to_thread(self._tenant_senders, tenant)
+        events, results = [], []
+        for i, item in enumerate(items):
+            try:
+                events.append((i, parse_send(tenant, item, None, senders)))
+            except BadRequest as exc:
+                results.append({"index": i, "error": str(exc)})
+        limited = self._limit(tenant, max(1, len(events)))
+        if limited is not None:
+            return limited
+        dups = await asyncio.to_thread(self._accept, [e for _, e in events])
+        await self.producer.send_many([(topics.SMS_OUTBOUND, e, e["to"]) for _, e in events])
+        for (i, e), dup in zip(events, dups, strict=True):
+            results.append({"index": i, **self._result(e, dup)})
+        results.sort(key=lambda r: r["index"])
+        accepted = sum(1 for r in results if "error" not in r)
+        return web.json_response({"accepted": accepted, "rejected": len(results) - accepted,
+                                  "results": results}, status=202 if accepted else 400)
+
+    async def preview_view(self, request: web.Request) -> web.Response:
+        await self._tenant(request)
+        try:
+            body = await _json(request)
+            text = body.get("text") if isinstance(body, dict) else None
+            if not isinstance(text, str) or not text:
+                raise BadRequest("'text' is required")
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        return web.json_response(preview(text))
+
+    def _history_sync(self, tenant: str, message_id: str) -> dict | None:
+        with self.db.session() as s:
+            msg = s.get(Message, message_id)
+            if msg is None or msg.tenant_id != tenant:  # other tenants' messages do not exist
+                return None
+            return {"message_id": msg.id, "request_id": msg.request_id, "to": msg.recipient,
+                    "from": msg.sender, "status": msg.status, "reason": msg.reason,
+                    "encoding": msg.encoding, "segments": msg.segments, "carrier": msg.carrier,
+                    "accepted_at": msg.accepted_at.isoformat(), "history": history(s, msg.id)}
+
+    async def get_message(self, request: web.Request) -> web.Response:
+        tenant = await self._tenant(request)
+        found = await asyncio.to_thread(self._history_sync, tenant, request.match_info["id"])
+        if found is None:
+            return _error(404, "no such message")
+        return web.json_response(found)
+
+
+async def create_app(settings: Settings | None = None) -> web.Application:
+    s = settings or get_settings()
+    db = Database(s.database_url)
+    try:
+        await asyncio.to_thread(db.ping)
+    except Exception as exc:
+        raise RuntimeError(f"database {s.database_url} unreachable: {exc}") from exc
+    producer = AsyncProducer(s)
+    try:
+        await asyncio.to_thread(producer.check)
+    except Exception as exc:
+        producer.close(1)
+        raise RuntimeError(f"Kafka broker {s.kafka_bootstrap} unreachable: {exc}") from exc
+    ing = Ingress(s, db, producer, load_carriers(s.carriers_file))
+
+    app = web.Application(client_max_size=2 * 1024 * 1024)
+    add_health_routes(app, NAME, HealthCheck(s.kafka_bootstrap, db))
+    app.router.add_post("/carriers/{carrier}/mo", ing.mo)
+    app.router.add_post("/carriers/{carrier}/dlr", ing.dlr)
+    app.router.add_post("/v1/messages", ing.send)
+    app.router.add_post("/v1/messages/batch", ing.send_batch)
+    app.router.add_post("/v1/messages/preview", ing.preview_view)
+    app.router.add_get("/v1/messages/{id}", ing.get_message)
+
+    async def lifecycle(_app: web.Application):
+        yield
+        await asyncio.to_thread(producer.close)
+        db.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def main() -> None:
+    s = get_settings()
+    logging.basicConfig(level=s.log_level.upper().replace("WARN", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(lambda: create_app(s), s.web_host, s.ingress_port, NAME)
