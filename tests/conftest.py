@@ -16,9 +16,9 @@ POSTGRES_URL = os.environ.get("HERALD_TEST_POSTGRES_URL")
 @pytest.fixture(scope="session")
 def broker():
     b = Broker(TEST_KAFKA_PORT)
-    b.start()
+    started = b.start()
     yield b
-    if not os.environ.get("HERALD_TEST_KEEP_BROKER"):
+    if started and not os.environ.get("HERALD_TEST_KEEP_BROKER"):
         b.stop()
 
 

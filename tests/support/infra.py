@@ -52,8 +52,12 @@ class Broker:
         self.data_dir = ROOT / ".run" / f"test-kafka-{port}"
         self.env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(self.data_dir)}
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Start the broker; False if one was already running there (then leave it running)."""
+        if subprocess.run([str(KAFKA_SH), "status"], env=self.env).returncode == 0:
+            return False
         subprocess.run([str(KAFKA_SH), "start"], check=True, env=self.env)
+        return True
 
     def stop(self) -> None:
         subprocess.run([str(KAFKA_SH), "stop"], check=False, env=self.env)
