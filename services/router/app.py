@@ -1,15 +1,24 @@
-"""The router processor's Faust app (logic arrives with the messaging-path issue)."""
+"""The router processor's Faust app: sms.inbound in; replies, opt-outs, code submissions, loyalty
+commands and tenant inbox copies out. The logic is in ``domain``; this only wires it up."""
+
+from __future__ import annotations
 
 from services.core import topics
-from services.core.processor import In, Processor, Rejected
+from services.core.processor import In, Out, Processor
+from services.core.settings import Settings
+
+from .domain import Router
 
 
-def _not_yet(items: list[In]) -> list:
-    raise Rejected("the router processor does not handle this event yet", "not_implemented")
+def build(settings: Settings | None = None) -> Processor:
+    p = Processor("router", settings=settings)
+    router = Router()
+    db = p.db
 
+    def handle(items: list[In]) -> list[Out]:
+        # One session and one transaction per batch; committed before the outputs are sent.
+        with db.session() as s:
+            return router.route_batch(s, [i.event for i in items])
 
-def build() -> Processor:
-    p = Processor("router")
-    for name in (topics.SMS_INBOUND,):
-        p.consume(name, _not_yet)
+    p.consume(topics.SMS_INBOUND, handle)
     return p

@@ -21,7 +21,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     make_engine(url).dispose()  # creates the SQLite directory if needed
     command.upgrade(alembic_config(url), revision)
 
