@@ -35,6 +35,8 @@ def schema_for_topic(topic: str) -> str:
     """Which schema a topic's events follow (tenant topics reuse the pipeline schemas)."""
     if topic.endswith(".dlq"):
         return "dlq"
+    if topic == "campaigns.inbound":
+        return "sms.inbound"
     if topic.startswith("tenant.") and topic.endswith(".inbound"):
         return "sms.inbound"
     if topic.startswith("tenant.") and topic.endswith(".status"):

@@ -1,0 +1,286 @@
+"""Herald's benchmark suite: `make bench-quick` (under two minutes) and `make bench`.
+
+Runs against a real broker (started here on its own port), a real database and the carrier
+simulator, with every processor a separate process. Prints one table and writes it as JSON and
+a PNG chart under bench/results/. Every Herald figure is also given as a ratio to a raw
+confluent-kafka round trip of the same number of same-sized events through the same broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform as pyplatform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+
+from services.core.carriers import sign  # noqa: E402
+from services.core.db.migrate import upgrade  # noqa: E402
+from services.core.messages import message_id_for  # noqa: E402
+from services.core.topics import ensure_topics  # noqa: E402
+from services.ingress.domain import mo_message_id  # noqa: E402
+from tests.support.infra import Broker, Proc, Stack, wait_until  # noqa: E402
+from tests.support.platform import SECRET, start_platform  # noqa: E402
+from tests.support.seed import seed_tenant  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+NUMBER = "10690001"
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+# -- 1. baseline ------------------------------------------------------------------------------
+def baseline(bootstrap: str, n: int, size: int, partitions: int) -> dict:
+    """Raw confluent-kafka: produce n events of `size` bytes, then consume them back."""
+    topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result()
+    payload = b"x" * size
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
+                  "compression.type": "lz4"})
+    t0 = time.perf_counter()
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic, payload, key=str(i % 1000).encode())
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush(60)
+    produce_s = time.perf_counter() - t0
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, i, 0) for i in range(partitions)])
+    got = 0
+    t1 = time.perf_counter()
+    while got < n and time.perf_counter() - t1 < 60:
+        msgs = c.consume(1000, 0.5)
+        got += sum(1 for m in msgs if not m.error())
+    consume_s = time.perf_counter() - t1
+    c.close()
+    return {"produced_per_s": n / produce_s, "consumed_per_s": got / consume_s,
+            "round_trip_per_s": n / (produce_s + consume_s)}
+
+
+# -- 2. inbound path --------------------------------------------------------------------------
+async def _fire_mos(url: str, n: int, tag: str, rate: float | None, concurrency: int) -> dict[str, float]:
+    """POST n signed MO webhooks ("INFO"); returns reply message id -> send time (monotonic)."""
+    sent: dict[str, float] = {}
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def one(i: int) -> None:
+            cmid = f"{tag}-{i}"
+            body = json.dumps({"id": cmid, "from": f"+86138{i % 100000000:08d}", "to": NUMBER,
+                               "text": "INFO"}).encode()
+            reply = message_id_for("bench", f"reply-{mo_message_id('sim', cmid)}")
+            async with sem:
+                t = time.monotonic()
+                r = await client.post(url, content=body, headers={
+                    "X-Herald-Signature": sign(SECRET, body), "Content-Type": "application/json"})
+                if r.status_code == 200:
+                    sent[reply] = t
+
+        start = time.monotonic()
+        tasks = []
+        for i in range(n):
+            if rate:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return sent
+
+
+def inbound_path(plat, n: int, rate: float | None, concurrency: int = 64) -> dict:
+    httpx.delete(f"{plat.sim.url}/submissions")
+    procs = {"ingress": plat.ingress, "router": plat.router, "egress": plat.egress}
+    cpu0 = {k: proc_cpu_seconds(p.popen.pid) for k, p in procs.items()}
+    tag = uuid.uuid4().hex[:8]
+    t0 = time.monotonic()
+    sent = asyncio.run(_fire_mos(f"{plat.ingress.url}/carriers/sim/mo", n, tag, rate, concurrency))
+
+    def done():
+        subs = httpx.get(f"{plat.sim.url}/submissions", timeout=30).json()
+        got = [s for s in subs if s["reference"] in sent]
+        return got if len(got) >= len(sent) else None
+
+    try:
+        subs = wait_until(done, timeout=max(60, n / 50), interval=0.5, what="all replies submitted")
+    except AssertionError:
+        subs = [s for s in httpx.get(f"{plat.sim.url}/submissions", timeout=30).json()
+                if s["reference"] in sent]
+    lat = [(s["received_monotonic"] - sent[s["reference"]]) * 1000 for s in subs]
+    last = max((s["received_monotonic"] for s in subs), default=t0)
+    elapsed = last - t0
+    cpu = {k: (proc_cpu_seconds(p.popen.pid) - cpu0[k]) * 1000 / max(1, len(subs))
+           for k, p in procs.items()}
+    return {"messages": n, "completed": len(subs), "per_s": len(subs) / elapsed if elapsed else 0,
+            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+            "cpu_s_per_1000": cpu,
+            "peak_rss_mb": {k: proc_peak_rss_mb(p.popen.pid) for k, p in procs.items()}}
+
+
+def with_platform(broker: Broker, db_url: str | None, partitions: int, workers: int, fn):
+    stack = Stack(broker.bootstrap, db_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+    if db_url and db_url.startswith("postgresql"):
+        from sqlalchemy import text
+
+        from services.core.db.session import make_engine
+
+        eng = make_engine(db_url)
+        with eng.connect() as c:
+            c.execute(text("DROP SCHEMA public CASCADE"))
+            c.execute(text("CREATE SCHEMA public"))
+            c.commit()
+        eng.dispose()
+    upgrade(stack.database_url)
+    ensure_topics(stack.settings(topic_partitions=partitions))
+    seed_tenant(stack, "bench", number=NUMBER, keywords=[("INFO", "reply", {"reply_text": "Herald: OK"})])
+    tmp = Path(tempfile.mkdtemp())
+    env = {"HERALD_LOG_LEVEL": "warn"}
+    plat = start_platform(stack, tmp, **env)
+    extra: list[Proc] = []
+    for _ in range(workers - 1):
+        extra.append(stack.start("services.router", HERALD_CARRIERS_FILE=str(tmp / "carriers.json"), **env))
+        extra.append(stack.start("services.egress", HERALD_CARRIERS_FILE=str(tmp / "carriers.json"), **env))
+    try:
+        # Warm up: the consumer groups settle and the first events pay for connections.
+        inbound_path(plat, 50, None, 8)
+        return fn(plat)
+    finally:
+        stack.stop_all()
+
+
+def median_spread(runs: list[float]) -> tuple[float, float]:
+    return statistics.median(runs), (max(runs) - min(runs)) if len(runs) > 1 else 0.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=["quick", "full"], default="quick")
+    args = ap.parse_args()
+    quick = args.mode == "quick"
+    n = 1000 if quick else 5000
+    runs = 1 if quick else 3
+    db_url = os.environ.get("HERALD_BENCH_DATABASE_URL")
+    broker = Broker(int(os.environ.get("HERALD_BENCH_KAFKA_PORT", "19192")))
+    started = broker.start()
+    rows: list[dict] = []
+    try:
+        base = [baseline(broker.bootstrap, n * 10, 400, 3) for _ in range(runs)]
+        raw_rt, raw_spread = median_spread([b["round_trip_per_s"] for b in base])
+        rows.append({"figure": "raw confluent-kafka round trip (400 B)", "per_s": raw_rt,
+                     "spread": raw_spread,
+                     "produce_per_s": statistics.median(b["produced_per_s"] for b in base),
+                     "consume_per_s": statistics.median(b["consumed_per_s"] for b in base)})
+
+        configs = [(3, 1)] if quick else [(3, 1), (3, 2), (1, 1)]
+        for partitions, workers in configs:
+            res = with_platform(broker, db_url, partitions, workers,
+                                lambda plat: [inbound_path(plat, n, None) for _ in range(runs)])
+            per_s, spread = median_spread([r["per_s"] for r in res])
+            rows.append({"figure": f"inbound MO->router->egress->carrier, {partitions}p x {workers}w",
+                         "per_s": per_s, "spread": spread,
+                         "completed": f"{res[-1]['completed']}/{res[-1]['messages']}",
+                         "p50_ms": statistics.median(r["p50_ms"] for r in res),
+                         "p99_ms": statistics.median(r["p99_ms"] for r in res),
+                         "ratio_to_raw": per_s / raw_rt,
+                         "cpu_s_per_1000": res[-1]["cpu_s_per_1000"],
+                         "peak_rss_mb": res[-1]["peak_rss_mb"]})
+        paced_n = 1000 if quick else 3000
+        res = with_platform(broker, db_url, 3, 1, lambda plat: [inbound_path(plat, paced_n, 500.0)
+                                                                for _ in range(runs)])
+        rows.append({"figure": "inbound at 500/s paced: latency",
+                     "per_s": statistics.median(r["per_s"] for r in res),
+                     "spread": 0.0, "p50_ms": statistics.median(r["p50_ms"] for r in res),
+                     "p99_ms": statistics.median(r["p99_ms"] for r in res),
+                     "completed": f"{res[-1]['completed']}/{res[-1]['messages']}"})
+    finally:
+        if started:
+            broker.stop()
+
+    meta = {"mode": args.mode, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": f"{os.cpu_count()} cores, Python {pyplatform.python_version()}",
+            "database": (db_url or "sqlite").split("@")[-1], "events_per_run": n, "runs": runs}
+    print_table(rows, meta)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"bench-{args.mode}.json"
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    chart(rows, RESULTS / f"bench-{args.mode}.png")
+    print(f"\nwritten: {out.relative_to(ROOT)} and {out.with_suffix('.png').relative_to(ROOT)}")
+    return 0
+
+
+def print_table(rows: list[dict], meta: dict) -> None:
+    print(f"\nHerald benchmarks ({meta['mode']}): {meta['machine']}, database {meta['database']}, "
+          f"{meta['events_per_run']} events per run, median of {meta['runs']}")
+    print(f"{'figure':<52} {'msg/s':>9} {'spread':>8} {'p50 ms':>8} {'p99 ms':>8} {'x raw':>7}")
+    def f(r: dict, k: str, fmt: str = "{:.1f}") -> str:
+        return fmt.format(r[k]) if k in r and r[k] == r[k] else "-"
+
+    for r in rows:
+        print(f"{r['figure']:<52} {f(r, 'per_s', '{:.0f}'):>9} {f(r, 'spread', '{:.0f}'):>8} "
+              f"{f(r, 'p50_ms'):>8} {f(r, 'p99_ms'):>8} {f(r, 'ratio_to_raw', '{:.3f}'):>7}")
+    for r in rows:
+        if "cpu_s_per_1000" in r:
+            cpu = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s_per_1000"].items())
+            rss = ", ".join(f"{k} {v:.0f}" for k, v in r["peak_rss_mb"].items())
+            print(f"  {r['figure']}: CPU s per 1000 msgs: {cpu}; peak RSS MB: {rss}")
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    labels = [r["figure"].replace(", ", "\n") for r in rows]
+    values = [r["per_s"] for r in rows]
+    fig, ax = plt.subplots(figsize=(10, 4 + len(rows) * 0.3))
+    ax.barh(labels, values, xerr=[r.get("spread", 0) for r in rows], color="#3b7dd8")
+    ax.set_xscale("log")
+    ax.set_xlabel("messages per second (log scale)")
+    ax.set_title("Herald throughput vs raw confluent-kafka, same broker, same run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
