@@ -1,0 +1,1 @@
+"""The HTTP/JSON carrier connector (the protocol the carrier simulator speaks)."""
