@@ -1,15 +1,254 @@
-"""The egress processor's Faust app (logic arrives with the messaging-path issue)."""
+"""The egress processor: sms.outbound -> carriers -> sms.status, and sms.delivery -> sms.status.
 
-from services.core import topics
-from services.core.processor import In, Processor, Rejected
+Start-up: settings -> database -> carriers, connectors, rate buckets -> the optouts view, read
+to its end (on Faust's worker-init, before any consumer starts) -> Faust worker. Shutdown stops
+them in reverse: consumers, then connectors and buckets, then the optouts view.
+
+An outbound batch is handled in three steps so that nothing is sent twice by a retry of the
+batch: (1) one DB transaction records and decides every message (a failure here retries the
+batch before anything was sent); (2) the sends run concurrently, each ending in a result or a
+named failure, never an exception; (3) the results are recorded, retried until the DB takes
+them. The status events of all three steps are produced before the offsets are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from prometheus_client import Counter
+
+from services.core import metrics
+from services.core.carriers import Carrier, load_carriers
+from services.core.dlq import dlq_record
+from services.core.processor import TRANSIENT, In, Out, Processor
+from services.core.schemas import encode
+from services.core.topics import SMS_DELIVERY, SMS_OUTBOUND, SMS_STATUS, dlq_name
+from services.egress import dlr, domain
+from services.egress.connectors import Connector, SubmitResult
+from services.egress.connectors import build as build_connector
+from services.egress.delivery import PermanentFailure, RetryBudgetExhausted, submit_with_failover
+from services.egress.domain import SendPlan
+from services.egress.optouts import OptOutView
+from services.egress.ratelimit import SharedTokenBucket
+
+log = logging.getLogger(__name__)
+
+SEND_CONCURRENCY = 64  # sends in flight per worker; the carriers' rate limits apply on top
+FAILOVER_AFTER = 2  # a carrier that fails transiently twice in a row hands over to the next
+OPTOUTS_START_TIMEOUT_S = 60.0
+SWEEP_INTERVAL_S = 5.0
+
+SUBMITS = Counter("herald_egress_submits_total", "Messages handed to carriers, by outcome",
+                  ["carrier", "outcome"])
 
 
-def _not_yet(items: list[In]) -> list:
-    raise Rejected("the egress processor does not handle this event yet", "not_implemented")
+class Unexpected(Exception):
+    """A send that ended in an error no connector names (a bug): recorded and dead-lettered."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__name__}: {exc}")
+        self.reason = str(self)
+
+
+Result = SubmitResult | PermanentFailure | RetryBudgetExhausted | Unexpected
+
+
+class Egress:
+    def __init__(self, p: Processor, carriers: dict[str, Carrier], connectors: dict[str, Connector],
+                 buckets: dict[str, SharedTokenBucket], optouts: OptOutView) -> None:
+        assert p.db is not None
+        self.p, self.db, self.settings = p, p.db, p.settings
+        self.carriers, self.connectors, self.buckets, self.optouts = carriers, connectors, buckets, optouts
+        self._slots = asyncio.Semaphore(SEND_CONCURRENCY)
+        self._last_purge = 0.0
+
+    # -- sms.outbound -------------------------------------------------------------------------
+    async def on_outbound(self, items: list[In]) -> list[Out]:
+        decided = await asyncio.to_thread(self._decide, items)
+        outs = [self._status(ev) for _, d in decided for ev in d.statuses]
+        plans = [(item, d.plan) for item, d in decided if d.plan is not None]
+        if not plans:
+            return outs
+        results = await asyncio.gather(*(self._send(plan) for _, plan in plans))
+        done = [(item, plan, res) for (item, plan), res in zip(plans, results, strict=True)]
+        return outs + await self._record_until_done(done)
+
+    def _decide(self, items: list[In]) -> list[tuple[In, domain.Decision]]:
+        out: list[tuple[In, domain.Decision]] = []
+        seen: set[str] = set()
+        with self.db.session() as s:
+            for item in items:
+                mid = item.event["message_id"]
+                if mid in seen:  # the same message twice in one batch: the first one sends it
+                    out.append((item, domain.Decision(duplicate=True)))
+                    continue
+                seen.add(mid)
+                out.append((item, domain.accept(s, item.event, optouts=self.optouts,
+                                                carriers=self.carriers)))
+        return out
+
+    async def _send(self, plan: SendPlan) -> Result:
+        sub = plan.submission
+        connectors = [self.connectors[name] for name in plan.carriers]
+
+        async def acquire(carrier: str) -> None:
+            await self.buckets[carrier].acquire(sub.segments)  # carriers count segments
+
+        async with self._slots:
+            try:
+                res = await submit_with_failover(
+                    connectors, sub, max_attempts=self.settings.egress_max_attempts,
+                    backoff_base=self.settings.egress_backoff_base_ms / 1000, acquire=acquire,
+                    failover_after=FAILOVER_AFTER)
+                SUBMITS.labels(res.carrier, "sent").inc()
+                return res
+            except PermanentFailure as exc:
+                SUBMITS.labels(exc.carrier, "refused").inc()
+                return exc
+            except RetryBudgetExhausted as exc:
+                SUBMITS.labels(plan.carriers[0], "gave_up").inc()
+                return exc
+            except Exception as exc:  # noqa: BLE001 - the batch's other sends must be recorded
+                log.exception("egress: unexpected error sending %s", sub.message_id)
+                SUBMITS.labels(plan.carriers[0], "error").inc()
+                return Unexpected(exc)
+
+    async def _record_until_done(self, done: list[tuple[In, SendPlan, Result]]) -> list[Out]:
+        # Never raise from here: the messages are at the carriers, and a retried batch would
+        # send them again.
+        delay = 0.2
+        while True:
+            try:
+                return await asyncio.to_thread(self._record, done)
+            except TRANSIENT as exc:
+                log.warning("egress: recording send results failed, retrying in %.1fs: %s", delay,
+                            type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception:  # noqa: BLE001 - isolate the message that cannot be recorded
+                log.exception("egress: recording a batch failed; recording one message at a time")
+                outs: list[Out] = []
+                for one in done:
+                    try:
+                        outs += await asyncio.to_thread(self._record, [one])
+                    except Exception:  # noqa: BLE001
+                        log.exception("egress: could not record the result for %s",
+                                      one[1].submission.message_id)
+                return outs
+
+    def _record(self, done: list[tuple[In, SendPlan, Result]]) -> list[Out]:
+        outs: list[Out] = []
+        with self.db.session() as s:
+            for item, plan, res in done:
+                mid = plan.submission.message_id
+                if isinstance(res, SubmitResult):
+                    msg, events = domain.record_sent(s, mid, res)
+                    events += dlr.match_pending(s, msg)
+                elif isinstance(res, PermanentFailure):
+                    events = domain.record_failed(s, mid, f"{res.carrier} refused: {res.reason}",
+                                                  carrier=res.carrier)
+                else:
+                    kind = "retry_budget_exhausted" if isinstance(res, RetryBudgetExhausted) \
+                        else "processing_error"
+                    events = domain.record_failed(s, mid, res.reason)
+                    outs.append(self._dead_letter(item, res.reason, kind))
+                outs += [self._status(ev) for ev in events]
+        return outs
+
+    def _dead_letter(self, item: In, reason: str, kind: str) -> Out:
+        """The outbound event itself, kept for an operator to inspect and replay."""
+        rec = dlq_record(original_topic=self.settings.topic(SMS_OUTBOUND), partition=item.partition,
+                         offset=item.offset, key=item.key, value=encode(SMS_OUTBOUND, item.event),
+                         reason=reason, error_type=kind, processor=self.p.name,
+                         tenant_id=item.event.get("tenant_id"))
+        metrics.DLQ.labels(self.p.name, SMS_OUTBOUND, kind).inc()
+        log.warning("egress: %s to %s.dlq (%s): %s", item.event["message_id"], SMS_OUTBOUND, kind,
+                    reason[:300])
+        return Out(dlq_name(SMS_OUTBOUND), rec["key"], rec)
+
+    @staticmethod
+    def _status(ev: dict[str, Any]) -> Out:
+        return Out(SMS_STATUS, ev["message_id"], ev)
+
+    # -- sms.delivery -------------------------------------------------------------------------
+    def on_delivery(self, items: list[In]) -> list[Out]:
+        with self.db.session() as s:
+            return [self._status(ev) for item in items for ev in dlr.handle_delivery(s, item.event)]
+
+    # -- housekeeping -------------------------------------------------------------------------
+    def sweep(self) -> list[Out]:
+        """Match pending reports whose message got its carrier id in a transaction that raced
+        theirs, and purge those nobody claimed within the window."""
+        with self.db.session() as s:
+            outs = [self._status(ev) for ev in dlr.match_stragglers(s)]
+        window = self.settings.dlr_match_window_s
+        if time.monotonic() - self._last_purge >= min(60.0, window / 2):
+            self._last_purge = time.monotonic()
+            with self.db.session() as s:
+                dlr.purge_pending(s, window)
+        return outs
+
+    async def close(self) -> None:
+        for c in self.connectors.values():
+            try:
+                await c.close()
+            except Exception:  # noqa: BLE001 - closing the rest matters more
+                log.exception("egress: closing connector %s", getattr(c, "name", c))
+        for b in self.buckets.values():
+            try:
+                await b.close()
+            except Exception:  # noqa: BLE001
+                log.exception("egress: returning tokens of %s", b.carrier)
+
+
+def build_dependencies(p: Processor) -> Egress:
+    s = p.settings
+    try:
+        carriers = load_carriers(s.carriers_file)
+    except (OSError, ValueError, TypeError) as exc:
+        raise SystemExit(f"egress: cannot load carriers from {s.carriers_file}: {exc}") from None
+    if not carriers:
+        raise SystemExit(f"egress: {s.carriers_file} declares no carriers")
+    try:
+        connectors = {name: build_connector(c) for name, c in carriers.items()}
+    except ValueError as exc:
+        raise SystemExit(f"egress: {exc}") from None
+    assert p.db is not None
+    buckets = {name: SharedTokenBucket(p.db, name, c.rate_per_second) for name, c in carriers.items()}
+    optouts = OptOutView(s, p.db)
+    return Egress(p, carriers, connectors, buckets, optouts)
 
 
 def build() -> Processor:
     p = Processor("egress")
-    for name in (topics.SMS_OUTBOUND,topics.SMS_DELIVERY,):
-        p.consume(name, _not_yet)
+    egress = build_dependencies(p)
+    app = p.app
+
+    @app.on_worker_init.connect
+    def start_optouts(sender: Any = None, **kwargs: Any) -> None:
+        # Before the worker's consumers start: no send before the opt-outs are known.
+        try:
+            egress.optouts.start(OPTOUTS_START_TIMEOUT_S)
+        except RuntimeError as exc:
+            raise SystemExit(f"egress: {exc}") from None
+
+    @app.on_before_shutdown.connect
+    async def stop_dependencies(sender: Any = None, **kwargs: Any) -> None:
+        await egress.close()
+        egress.optouts.stop()
+
+    @app.timer(interval=SWEEP_INTERVAL_S)
+    async def sweep_dlrs() -> None:
+        try:
+            outs = await asyncio.to_thread(egress.sweep)
+            if outs:
+                await p.send(outs)
+        except Exception:  # noqa: BLE001 - a housekeeping failure must not stop the worker
+            log.exception("egress: DLR sweep failed")
+
+    p.consume(SMS_OUTBOUND, egress.on_outbound)
+    p.consume(SMS_DELIVERY, egress.on_delivery)
     return p

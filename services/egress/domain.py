@@ -1,0 +1,144 @@
+"""What egress decides for one outbound message, without Kafka or carriers' I/O.
+
+``accept`` records the message (once: a redelivered or repeated request changes nothing and is
+not sent again), and either settles it (expired, suppressed by an opt-out, no carrier) or returns
+a send plan. ``record_sent`` / ``record_failed`` record what the carriers answered. Each status
+change comes back as an ``sms.status`` event, produced only when the transition really happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from services.core.carriers import Carrier, route
+from services.core.db.models import Message, Tenant
+from services.core.messages import parse_ts, record_accepted, transition
+from services.core.schemas import new_event
+from services.core.sms_encoding import segment
+from services.egress.connectors.base import Submission, SubmitResult
+
+# Status event ids are derived from (message, status) so a re-emitted status is recognisably the
+# same event to consumers that deduplicate on event_id.
+_STATUS_NS = uuid.UUID("0c7f3b2e-55d1-4d0a-9a57-3f1e8b6c2d94")
+REASON_MAX = 512  # sms.status reason maxLength
+
+
+class OptOutLookup(Protocol):
+    def is_opted_out(self, tenant_id: str, msisdn: str, accepted_at: datetime,
+                     s: Session | None = None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """A message ready for the carriers: what to submit and to whom, best carrier first."""
+
+    submission: Submission
+    carriers: list[str]
+
+
+@dataclass
+class Decision:
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    plan: SendPlan | None = None
+    duplicate: bool = False
+
+
+def iso(ts: datetime) -> str:
+    if ts.tzinfo is None:  # SQLite returns naive datetimes; Herald stores UTC
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status_event(msg: Message, status: str, *, reason: str | None = None,
+                 at: datetime | None = None) -> dict[str, Any]:
+    """The sms.status event for ``msg`` having reached ``status``."""
+    carried = status in ("sent", "delivered", "failed", "expired")
+    ev = new_event(
+        "sms.status", tenant_id=msg.tenant_id,
+        message_id=msg.id, request_id=msg.request_id, to=msg.recipient, status=status,
+        reason=reason[:REASON_MAX] if reason else None,
+        carrier=msg.carrier if carried else None,
+        carrier_message_id=msg.carrier_message_id if carried else None,
+        segments=msg.segments, encoding=msg.encoding,
+        occurred_at=iso(at or msg.updated_at),
+    )
+    ev["event_id"] = str(uuid.uuid5(_STATUS_NS, f"{msg.id}:{status}"))
+    return ev
+
+
+def move(s: Session, msg: Message, status: str, *, reason: str | None = None,
+         carrier: str | None = None, at: datetime | None = None) -> list[dict[str, Any]]:
+    """Transition and, only if it happened, the status event for it."""
+    at = at or datetime.now(UTC)
+    if not transition(s, msg, status, reason=reason, carrier=carrier, at=at):
+        return []
+    return [status_event(msg, status, reason=reason, at=at)]
+
+
+def accept(s: Session, event: dict[str, Any], *, optouts: OptOutLookup,
+           carriers: dict[str, Carrier], now: datetime | None = None) -> Decision:
+    """Record one sms.outbound event and decide what happens to it."""
+    now = now or datetime.now(UTC)
+    msg, created = record_accepted(s, event)
+    if msg.id != event["message_id"] or msg.status != "accepted":
+        # Already past 'accepted' (or the same request under another id): a redelivery or a
+        # repeated request. It was handled once; it is not sent again.
+        return Decision(duplicate=True)
+    # Existing and still 'accepted': ingress recorded it, or a previous try stopped before the
+    # carrier answered; either way it still has to go out.
+    d = Decision()
+    if created:
+        d.statuses.append(status_event(msg, "accepted", at=msg.accepted_at))
+
+    expires_at = event.get("expires_at")
+    if expires_at and parse_ts(expires_at) < now:
+        d.statuses += move(s, msg, "expired", reason=f"expired at {expires_at} before it was sent",
+                           at=now)
+        return d
+
+    attributes = event.get("attributes") or {}
+    if attributes.get("kind") != "optout_confirmation" and optouts.is_opted_out(
+            msg.tenant_id, msg.recipient, msg.accepted_at, s=s):
+        d.statuses += move(s, msg, "suppressed", reason="recipient opted out of this tenant's messages",
+                           at=now)
+        return d
+
+    seg = segment(msg.text)
+    msg.encoding, msg.segments = seg.encoding, seg.count  # kept on the row for billing
+
+    tenant = s.get(Tenant, msg.tenant_id)
+    preference = event.get("carrier_preference") or (tenant.carrier_preference if tenant else None)
+    chosen = route(carriers, msg.recipient, preference)
+    if not chosen:
+        d.statuses += move(s, msg, "failed", reason=f"no carrier serves {msg.recipient}", at=now)
+        return d
+
+    sender = event.get("from") or (tenant.default_sender if tenant else None)
+    sub = Submission(message_id=msg.id, to=msg.recipient, sender=sender, text=msg.text,
+                     encoding=seg.encoding, segments=seg.count)
+    d.plan = SendPlan(sub, [c.name for c in chosen])
+    return d
+
+
+def record_sent(s: Session, message_id: str, result: SubmitResult,
+                now: datetime | None = None) -> tuple[Message, list[dict[str, Any]]]:
+    """A carrier took the message: remember its id for DLR matching and move to 'sent'."""
+    msg = s.get(Message, message_id)
+    if msg is None:
+        raise LookupError(f"message {message_id} vanished after it was sent")
+    msg.carrier, msg.carrier_message_id = result.carrier, result.carrier_message_id
+    # A DLR that echoed our reference may already have settled it; the carrier id is kept anyway.
+    return msg, move(s, msg, "sent", carrier=result.carrier, at=now)
+
+
+def record_failed(s: Session, message_id: str, reason: str, carrier: str | None = None,
+                  now: datetime | None = None) -> list[dict[str, Any]]:
+    msg = s.get(Message, message_id)
+    if msg is None:
+        raise LookupError(f"message {message_id} vanished before its failure was recorded")
+    return move(s, msg, "failed", reason=reason, carrier=carrier, at=now)

@@ -1,0 +1,348 @@
+"""Egress decisions and delivery-report matching against a migrated SQLite database, with a
+fake opt-out view and no broker or carrier."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from services.core.carriers import Carrier
+from services.core.db import Database
+from services.core.db.migrate import upgrade
+from services.core.db.models import Message, MessageEvent, OptOut, PendingDlr, Tenant
+from services.core.messages import message_id_for
+from services.core.schemas import encode, new_event
+from services.egress import dlr, domain
+from services.egress.connectors.base import SubmitResult
+from services.egress.optouts import OptOutView, state_blocks
+
+CARRIERS = {
+    "sim": Carrier(name="sim", submit_url="http://sim/submit", prefixes=("+",), priority=10),
+    "cn": Carrier(name="cn", submit_url="http://cn/submit", prefixes=("+86",), priority=50),
+}
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+def ts(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+class FakeOptOuts:
+    def __init__(self) -> None:
+        self.stops: dict[tuple[str, str], datetime] = {}
+
+    def is_opted_out(self, tenant_id, msisdn, accepted_at, s=None) -> bool:
+        at = self.stops.get((tenant_id, msisdn))
+        return at is not None and at <= accepted_at.replace(tzinfo=accepted_at.tzinfo or UTC)
+
+
+@pytest.fixture
+def db(tmp_path):
+    url = f"sqlite:///{tmp_path / 'egress.db'}"
+    upgrade(url)
+    d = Database(url)
+    yield d
+    d.dispose()
+
+
+@pytest.fixture
+def optouts():
+    return FakeOptOuts()
+
+
+def outbound(request_id: str = "order-1", to: str = "+14155550123", text: str = "Your order shipped.",
+             accepted_at: datetime = T0, **extra) -> dict:
+    ev = new_event("sms.outbound", tenant_id="acme", message_id=message_id_for("acme", request_id),
+                   request_id=request_id, to=to, text=text, source="api", accepted_at=ts(accepted_at),
+                   **extra)
+    encode("sms.outbound", ev)  # the tests' events are valid ones
+    return ev
+
+
+def accept(db, optouts, ev, now=T0 + timedelta(seconds=1)) -> domain.Decision:
+    with db.session() as s:
+        return domain.accept(s, ev, optouts=optouts, carriers=CARRIERS, now=now)
+
+
+def sent(db, message_id, carrier="sim", cmid="SM1"):
+    with db.session() as s:
+        msg, out = domain.record_sent(s, message_id, SubmitResult(cmid, carrier), now=T0 + timedelta(seconds=2))
+        return out + dlr.match_pending(s, msg)
+
+
+def delivery(carrier="sim", cmid="SM1", status="delivered", **extra) -> dict:
+    ev = new_event("sms.delivery", carrier=carrier, carrier_message_id=cmid, status=status,
+                   reported_at=ts(T0 + timedelta(seconds=3)), **extra)
+    encode("sms.delivery", ev)
+    return ev
+
+
+def handle(db, ev) -> list[dict]:
+    with db.session() as s:
+        return dlr.handle_delivery(s, ev)
+
+
+def statuses(events) -> list[str]:
+    for e in events:
+        encode("sms.status", e)  # every status event is valid on the topic
+    return [e["status"] for e in events]
+
+
+def row(db, message_id) -> Message:
+    with db.session() as s:
+        return s.get(Message, message_id)
+
+
+def test_a_new_message_is_accepted_and_planned_for_the_carriers_that_serve_it(db, optouts):
+    d = accept(db, optouts, outbound(to="+8613800138000"))
+    assert statuses(d.statuses) == ["accepted"]
+    assert d.plan is not None
+    assert d.plan.carriers == ["cn", "sim"]  # longest prefix first
+    assert d.plan.submission.encoding == "gsm7" and d.plan.submission.segments == 1
+
+
+def test_the_tenants_preference_and_default_sender_are_used(db, optouts):
+    with db.session() as s:
+        s.add(Tenant(id="acme", name="Acme", default_sender="ACME", carrier_preference=["sim"]))
+    d = accept(db, optouts, outbound(to="+8613800138000"))
+    assert d.plan.carriers == ["sim", "cn"]
+    assert d.plan.submission.sender == "ACME"
+    d = accept(db, optouts, outbound("order-2", to="+8613800138000", carrier_preference=["cn"],
+                                     **{"from": "10690001"}))
+    assert d.plan.carriers == ["cn", "sim"] and d.plan.submission.sender == "10690001"
+
+
+def test_a_duplicate_request_id_is_sent_once(db, optouts):
+    first = accept(db, optouts, outbound())
+    assert first.plan is not None
+    sent(db, first.plan.submission.message_id)
+    again = accept(db, optouts, outbound())  # same request id, new event id
+    assert again.duplicate and again.plan is None and again.statuses == []
+
+
+def test_a_message_recorded_but_not_yet_sent_is_still_sent_on_redelivery(db, optouts):
+    ev = outbound()
+    assert accept(db, optouts, ev).plan is not None
+    # The worker stopped before the carrier answered: the redelivered event must still go out.
+    d = accept(db, optouts, ev)
+    assert d.plan is not None and not d.duplicate
+    assert d.statuses == []  # 'accepted' was already reported
+
+
+def test_an_opted_out_recipient_is_suppressed_but_the_optout_confirmation_passes(db, optouts):
+    optouts.stops[("acme", "+14155550123")] = T0 - timedelta(minutes=5)
+    d = accept(db, optouts, outbound())
+    assert statuses(d.statuses) == ["accepted", "suppressed"]
+    assert "opted out" in d.statuses[1]["reason"]
+    assert d.plan is None
+    assert row(db, d.statuses[0]["message_id"]).status == "suppressed"
+
+    confirm = accept(db, optouts, outbound("stop-ack", text="You are unsubscribed.",
+                                           attributes={"kind": "optout_confirmation"}))
+    assert statuses(confirm.statuses) == ["accepted"] and confirm.plan is not None
+
+
+def test_a_stop_after_the_message_was_accepted_does_not_suppress_it(db, optouts):
+    optouts.stops[("acme", "+14155550123")] = T0 + timedelta(seconds=1)
+    assert accept(db, optouts, outbound(accepted_at=T0)).plan is not None
+
+
+def test_an_expired_message_is_not_sent(db, optouts):
+    d = accept(db, optouts, outbound(expires_at=ts(T0)), now=T0 + timedelta(seconds=1))
+    assert statuses(d.statuses) == ["accepted", "expired"]
+    assert d.plan is None
+
+
+def test_300_chinese_characters_go_as_ucs2_in_5_segments_recorded_for_billing(db, optouts):
+    d = accept(db, optouts, outbound(to="+8613800138000", text="你" * 300))
+    assert d.plan.submission.encoding == "ucs2"
+    assert d.plan.submission.segments == 5
+    msg = row(db, d.plan.submission.message_id)
+    assert (msg.encoding, msg.segments) == ("ucs2", 5)
+    out = sent(db, msg.id)
+    assert out[0]["encoding"] == "ucs2" and out[0]["segments"] == 5
+
+
+def test_a_number_no_carrier_serves_fails_with_the_reason(db, optouts):
+    only_cn = {"cn": CARRIERS["cn"]}
+    with db.session() as s:
+        d = domain.accept(s, outbound(), optouts=optouts, carriers=only_cn, now=T0)
+    assert statuses(d.statuses) == ["accepted", "failed"]
+    assert "no carrier" in d.statuses[1]["reason"]
+
+
+def test_sent_then_delivered_each_emit_one_status_and_a_late_dlr_changes_nothing(db, optouts):
+    mid = accept(db, optouts, outbound()).plan.submission.message_id
+    out = sent(db, mid)
+    assert statuses(out) == ["sent"]
+    assert out[0]["carrier"] == "sim" and out[0]["carrier_message_id"] == "SM1"
+    assert statuses(handle(db, delivery())) == ["delivered"]
+    assert handle(db, delivery()) == []  # the same report again
+    assert handle(db, delivery(status="undeliverable", error_code="30003")) == []  # late, contrary
+    assert row(db, mid).status == "delivered"
+    with db.session() as s:
+        n = s.scalar(select(func.count()).select_from(MessageEvent).where(MessageEvent.message_id == mid))
+    assert n == 3  # accepted, sent, delivered
+
+
+def test_a_failure_report_carries_the_error_code(db, optouts):
+    mid = accept(db, optouts, outbound()).plan.submission.message_id
+    sent(db, mid)
+    out = handle(db, delivery(status="undeliverable", error_code="30003"))
+    assert statuses(out) == ["failed"] and "30003" in out[0]["reason"]
+    assert handle(db, delivery(status="accepted")) == []
+
+
+def test_a_dlr_before_the_submit_response_is_matched_when_the_carrier_id_is_recorded(db, optouts):
+    mid = accept(db, optouts, outbound()).plan.submission.message_id
+    assert handle(db, delivery(cmid="SM-early")) == []
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(PendingDlr)) == 1
+    out = sent(db, mid, cmid="SM-early")
+    assert statuses(out) == ["sent", "delivered"]
+    assert out[1]["occurred_at"] >= out[0]["occurred_at"]
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(PendingDlr)) == 0
+
+
+def test_a_dlr_echoing_our_message_id_matches_before_the_carrier_id_is_known(db, optouts):
+    mid = accept(db, optouts, outbound()).plan.submission.message_id
+    assert statuses(handle(db, delivery(cmid="SM9", message_id=mid))) == ["delivered"]
+    assert sent(db, mid, cmid="SM9") == []  # already delivered: no 'sent' after it
+    msg = row(db, mid)
+    assert (msg.status, msg.carrier_message_id) == ("delivered", "SM9")
+
+
+def test_an_unknown_carrier_id_is_kept_pending_then_purged_after_the_window(db, optouts):
+    assert handle(db, delivery(cmid="SM-nobody")) == []
+    assert handle(db, delivery(cmid="SM-nobody")) == []  # redelivered: still one row
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(PendingDlr)) == 1
+        assert dlr.purge_pending(s, 3600) == 0  # still inside the window
+    with db.session() as s:
+        assert dlr.purge_pending(s, 3600, now=datetime.now(UTC) + timedelta(seconds=3601)) == 1
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(PendingDlr)) == 0
+
+
+def test_the_optout_view_keeps_the_latest_state_and_the_newer_of_topic_and_database_wins(db):
+    from services.core.settings import Settings
+
+    view = OptOutView(Settings(), db)
+    stop = new_event("optouts", tenant_id="acme", msisdn="+14155550123", opted_out=True,
+                     keyword="STOP", changed_at=ts(T0))
+    view.apply(b"acme:+14155550123", encode("optouts", stop))
+    assert view.is_opted_out("acme", "+14155550123", T0 + timedelta(seconds=1))
+    assert not view.is_opted_out("acme", "+14155550123", T0 - timedelta(seconds=1))
+    start = {**stop, "event_id": str(uuid.uuid4()), "opted_out": False, "changed_at": ts(T0 + timedelta(hours=1))}
+    view.apply(b"acme:+14155550123", encode("optouts", start))
+    assert not view.is_opted_out("acme", "+14155550123", T0 + timedelta(hours=2))
+    view.apply(b"acme:+14155550123", b"{not json")  # skipped, state unchanged
+    assert len(view) == 1
+    # The router's database row is newer than what the topic view has read: it counts.
+    with db.session() as s:
+        s.add(OptOut(tenant_id="acme", msisdn="+14155550123", opted_out=True, source_event_id="e",
+                     updated_at=T0 + timedelta(hours=3)))
+        s.add(OptOut(tenant_id="acme", msisdn="+14155550199", opted_out=True, source_event_id="f",
+                     updated_at=T0))
+    assert view.is_opted_out("acme", "+14155550123", T0 + timedelta(hours=4))
+    assert view.is_opted_out("acme", "+14155550199", T0 + timedelta(seconds=1))  # only in the DB
+    view.apply(b"acme:+14155550123", None)  # tombstone
+    assert len(view) == 0
+    assert not state_blocks(None, T0)
+
+
+def test_a_report_stored_while_the_carrier_id_was_being_recorded_is_matched_by_the_sweep(db, optouts):
+    mid = accept(db, optouts, outbound()).plan.submission.message_id
+    sent(db, mid, cmid="SM-race")
+    # The report's transaction did not see the carrier id: it stored the report as pending.
+    with db.session() as s:
+        dlr.store_pending(s, delivery(cmid="SM-race"), T0 + timedelta(seconds=3))
+    with db.session() as s:
+        assert statuses(dlr.match_stragglers(s)) == ["delivered"]
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(PendingDlr)) == 0
+
+
+# -- the outbound handler with fake carriers -------------------------------------------------
+
+class FakeConnector:
+    def __init__(self, name: str, fail_with: Exception | None = None) -> None:
+        self.name, self.fail_with, self.subs = name, fail_with, []
+
+    async def submit(self, sub):
+        self.subs.append(sub)
+        if self.fail_with is not None:
+            raise self.fail_with
+        return SubmitResult(f"{self.name}-{len(self.subs)}", self.name)
+
+    async def close(self) -> None:
+        pass
+
+
+class FreeBucket:
+    carrier = "any"
+
+    async def acquire(self, n=1) -> None:
+        pass
+
+
+def egress_with(db, optouts, connector):
+    from types import SimpleNamespace
+
+    from services.core.settings import Settings
+    from services.egress.app import Egress
+
+    # Only what the handler uses of a Processor: no Faust app is needed to call it.
+    settings = Settings(database_url=db.url, egress_max_attempts=2, egress_backoff_base_ms=1)
+    p = SimpleNamespace(name="egress", db=db, settings=settings)
+    return Egress(p, {"sim": CARRIERS["sim"]}, {"sim": connector}, {"sim": FreeBucket()}, optouts)
+
+
+def run_batch(egress, events) -> list:
+    import asyncio
+
+    from services.core.processor import In
+
+    items = [In(ev, ev["to"], 0, i) for i, ev in enumerate(events)]
+    return asyncio.run(egress.on_outbound(items))
+
+
+def test_the_same_request_twice_in_one_batch_is_submitted_once(db, optouts):
+    conn = FakeConnector("sim")
+    outs = run_batch(egress_with(db, optouts, conn), [outbound(), outbound(), outbound("order-2")])
+    assert len(conn.subs) == 2
+    assert sorted(o.value["status"] for o in outs) == ["accepted", "accepted", "sent", "sent"]
+    assert {o.topic for o in outs} == {"sms.status"}
+    assert all(o.key == o.value["message_id"] for o in outs)
+
+
+def test_a_carrier_that_stays_down_fails_the_message_and_dead_letters_the_event(db, optouts):
+    import base64
+    import json
+
+    from services.egress.connectors.base import TransientError
+
+    conn = FakeConnector("sim", TransientError("service unavailable"))
+    ev = outbound()
+    outs = run_batch(egress_with(db, optouts, conn), [ev])
+    assert len(conn.subs) == 2  # egress_max_attempts
+    by_topic = {o.topic: o for o in outs if o.topic != "sms.status"}
+    rec = by_topic["sms.outbound.dlq"].value
+    encode("dlq", rec)
+    assert rec["error_type"] == "retry_budget_exhausted" and "gave up after 2" in rec["reason"]
+    assert json.loads(base64.b64decode(rec["value_b64"]))["message_id"] == ev["message_id"]
+    assert [o.value["status"] for o in outs if o.topic == "sms.status"] == ["accepted", "failed"]
+    assert row(db, ev["message_id"]).status == "failed"
+
+
+def test_a_carrier_refusal_fails_the_message_with_the_carriers_reason_and_no_dead_letter(db, optouts):
+    from services.egress.connectors.base import RejectedByCarrier
+
+    outs = run_batch(egress_with(db, optouts, FakeConnector("sim", RejectedByCarrier("invalid destination"))),
+                     [outbound()])
+    assert [o.topic for o in outs] == ["sms.status", "sms.status"]
+    assert outs[1].value["status"] == "failed" and "invalid destination" in outs[1].value["reason"]
