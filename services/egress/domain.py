@@ -84,16 +84,21 @@ def accept(s: Session, event: dict[str, Any], *, optouts: OptOutLookup,
            carriers: dict[str, Carrier], now: datetime | None = None) -> Decision:
     """Record one sms.outbound event and decide what happens to it."""
     now = now or datetime.now(UTC)
-    msg, created = record_accepted(s, event)
+    msg, _created = record_accepted(s, event)
     if msg.id != event["message_id"] or msg.status != "accepted":
         # Already past 'accepted' (or the same request under another id): a redelivery or a
-        # repeated request. It was handled once; it is not sent again.
-        return Decision(duplicate=True)
+        # repeated request. It was handled once; it is not sent again. Its current status is
+        # emitted again (same event id) in case the first emission died with a worker between
+        # the database commit and the broker's acknowledgement.
+        d = Decision(duplicate=True)
+        if msg.id == event["message_id"]:
+            d.statuses.append(status_event(msg, msg.status, reason=msg.reason, at=msg.updated_at))
+        return d
     # Existing and still 'accepted': ingress recorded it, or a previous try stopped before the
-    # carrier answered; either way it still has to go out.
+    # carrier answered; either way it still has to go out, and 'accepted' is announced (with a
+    # stable event id, so announcing it again is harmless).
     d = Decision()
-    if created:
-        d.statuses.append(status_event(msg, "accepted", at=msg.accepted_at))
+    d.statuses.append(status_event(msg, "accepted", at=msg.accepted_at))
 
     expires_at = event.get("expires_at")
     if expires_at and parse_ts(expires_at) < now:
