@@ -71,7 +71,15 @@ class Harness:
 
     def statuses(self, message_id: str, until: str, timeout: float = 60) -> list[dict]:
         def mine(recs: list[dict]) -> list[dict]:
-            return [r for r in recs if r["message_id"] == message_id]
+            # Consumers dedupe status events by event_id (a duplicate request re-announces the
+            # current status under the same id).
+            seen: set[str] = set()
+            out = []
+            for r in recs:
+                if r["message_id"] == message_id and r["event_id"] not in seen:
+                    seen.add(r["event_id"])
+                    out.append(r)
+            return out
 
         recs = read_topic(self.stack.bootstrap, self.stack.topic("sms.status"),
                           until=lambda recs: any(r["status"] == until for r in mine(recs)),
