@@ -7,6 +7,7 @@ not UTF-8, and schema violations with a reason fit for a DLQ record).
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
@@ -33,8 +35,10 @@ class EventInvalid(ValueError):
 
 def schema_for_topic(topic: str) -> str:
     """Which schema a topic's events follow (tenant topics reuse the pipeline schemas)."""
-    if topic.endswith(".dlq"):
+    if topic.endswith(".dlq"):  # <topic>.dlq and tenant.<id>.dlq
         return "dlq"
+    if topic.startswith("metrics."):
+        return "metrics.window"
     if topic == "campaigns.inbound":
         return "sms.inbound"
     if topic.startswith("tenant.") and topic.endswith(".inbound"):
@@ -71,14 +75,72 @@ def known_schemas() -> list[str]:
     return sorted(_registry()[1])
 
 
+def _flatten(name: str, version: int = 1) -> dict[str, Any]:
+    """The same rules as the schema file, in a form a code generator can compile: the envelope's
+    properties merged in (``unevaluatedProperties: false`` becomes ``additionalProperties:
+    false``, equivalent once nothing comes from allOf) and every ``$ref`` inlined."""
+    _, schemas = _registry()
+    env = schemas["envelope/v1"]
+    doc = copy.deepcopy(schemas[f"{name}/v{version}"])
+
+    def inline(node: Any, defs: dict[str, Any]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and "#/$defs/" in ref:
+                base, _, def_name = ref.partition("#/$defs/")
+                src = env["$defs"] if base == env["$id"] else defs
+                target = inline(copy.deepcopy(src[def_name]),
+                                env["$defs"] if base == env["$id"] else defs)
+                rest = {k: inline(v, defs) for k, v in node.items()
+                        if k not in ("$ref", "description")}
+                return {"allOf": [target, rest]} if rest else target
+            return {k: inline(v, defs) for k, v in node.items()
+                    if k not in ("description", "examples", "title", "$id", "$defs")}
+        if isinstance(node, list):
+            return [inline(v, defs) for v in node]
+        return node
+
+    if name == "envelope":
+        return inline(doc, env["$defs"])
+    own_defs = doc.get("$defs", {})
+    props = dict(env.get("properties", {}))
+    for k, v in doc.get("properties", {}).items():
+        props[k] = {"allOf": [props[k], v]} if k in props else v
+    doc["properties"] = props
+    doc["required"] = sorted(set(env.get("required", [])) | set(doc.get("required", [])))
+    doc.pop("allOf", None)
+    if doc.pop("unevaluatedProperties", None) is False:
+        doc["additionalProperties"] = False
+    doc["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return inline(doc, own_defs)
+
+
+@lru_cache(maxsize=None)
+def _fast(name: str, version: int = 1):
+    """A compiled validator (tens of microseconds instead of hundreds) for the hot path."""
+    return fastjsonschema.compile(_flatten(name, version))
+
+
+def is_valid(name: str, event: Any) -> bool:
+    try:
+        _fast(name)(event)
+        return True
+    except fastjsonschema.JsonSchemaValueException:
+        return False
+
+
 def validate(name: str, event: Any) -> None:
+    # The compiled check decides; the reference validator explains a rejection.
+    if is_valid(name, event):
+        return
     err = best_match(validator(name).iter_errors(event))
-    if err is not None:
-        where = "/".join(str(p) for p in err.absolute_path) or "(event)"
-        msg = err.message
-        if len(msg) > 300:
-            msg = msg[:300] + "..."
-        raise EventInvalid(f"{name}: {where}: {msg}")
+    if err is None:  # the two disagree: trust the stricter answer and say so
+        raise EventInvalid(f"{name}: (event): rejected by the compiled schema check")
+    where = "/".join(str(p) for p in err.absolute_path) or "(event)"
+    msg = err.message
+    if len(msg) > 300:
+        msg = msg[:300] + "..."
+    raise EventInvalid(f"{name}: {where}: {msg}")
 
 
 def decode(name: str, raw: bytes | str | None) -> dict[str, Any]:

@@ -445,3 +445,23 @@ def test_tenant_id_is_required_only_where_a_tenant_is_always_known(
 ) -> None:
     assert _is_valid(name, _variant(name, "tenant_id", DELETE)) is not tenant_required
     assert _is_valid(name, _variant(name, "tenant_id", "acme-coffee"))
+
+
+# -- the compiled validator in services.core.schemas must agree with the reference one -----------
+
+@pytest.mark.parametrize(("name", "field", "value", "index"), list(_bad_variants()))
+def test_the_compiled_validator_rejects_what_the_reference_rejects(name, field, value, index):
+    from services.core.schemas import EventInvalid, is_valid, validate
+
+    event = _variant(name, field, value, index)
+    assert not is_valid(name, event)
+    with pytest.raises(EventInvalid):
+        validate(name, event)
+
+
+@pytest.mark.parametrize("name", EVENT_NAMES)
+def test_the_compiled_validator_accepts_every_example(name):
+    from services.core.schemas import is_valid
+
+    for example in _schema(name)["examples"]:
+        assert is_valid(name, example)
