@@ -1,0 +1,127 @@
+"""Lottery draws: one per first valid query, reproducible, never over a tier's cap or the
+lottery's budget, each prize card to exactly one winner.
+
+The random value is HMAC-SHA256(draw key, "<lottery id>:<submission id>"): unpredictable to
+buyers (the key derives from the secret key), the same on every redelivery of the submission,
+and re-computable by an auditor who holds the key. It is stored with the tiers it was drawn
+against, so a draw can be checked from the database alone.
+
+Caps hold with any number of workers because every award is a conditional UPDATE
+(``awarded < cap``) on the tier row, the budget likewise on the lottery row, and a card is
+claimed by a conditional UPDATE of one free card (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
+SQLite has one writer at a time). Unique keys back them: one draw per submission, one card per
+submission.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.core.db.schemes import Lottery, PrizeCard, PrizeTier, derive_key
+
+from .catalogue import LotteryInfo, TierInfo
+
+METHOD = "hmac-sha256(draw_key, '<lottery_id>:<submission_id>'), first 8 bytes >> 11, / 2**53"
+
+
+@dataclass(frozen=True)
+class Drawn:
+    lottery_id: int
+    random_hex: str
+    random_value: float
+    tier: TierInfo | None
+    inputs: dict[str, Any]
+
+
+@dataclass
+class WonCard:
+    card_id: int
+    card_number: str
+    password_enc: bytes
+    instructions: str
+
+    def __repr__(self) -> str:  # never the password, not even encrypted
+        return f"WonCard(card_id={self.card_id})"
+
+
+class DrawKey:
+    def __init__(self, secret_key: str) -> None:
+        self._key = derive_key(secret_key, "herald/lottery/draw")
+
+    def value(self, lottery_id: int, submission_id: str) -> tuple[str, float]:
+        digest = hmac.digest(self._key, f"{lottery_id}:{submission_id}".encode("ascii"), "sha256")
+        return digest.hex(), (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
+
+    def __repr__(self) -> str:
+        return "DrawKey(***)"
+
+
+def pick_tier(tiers: tuple[TierInfo, ...], r: float) -> TierInfo | None:
+    """Tiers in id order take consecutive slices of [0, 1) as wide as their odds."""
+    edge = 0.0
+    for t in tiers:
+        edge += t.odds
+        if r < edge:
+            return t
+    return None
+
+
+def draw(key: DrawKey, lottery: LotteryInfo, submission_id: str) -> Drawn:
+    random_hex, r = key.value(lottery.id, submission_id)
+    inputs = {"lottery_id": lottery.id, "submission_id": submission_id, "method": METHOD,
+              "tiers": [{"id": t.id, "odds": t.odds, "cap": t.cap, "value_cents": t.value_cents}
+                        for t in lottery.tiers]}
+    return Drawn(lottery.id, random_hex, r, pick_tier(lottery.tiers, r), inputs)
+
+
+def claim_prize(s: Session, lottery: LotteryInfo, tier: TierInfo, submission_id: str,
+                at: datetime) -> tuple[str, WonCard | None]:
+    """Take one award of ``tier`` and one of its cards for ``submission_id``, or nothing.
+    Returns (outcome, card): won | cap_reached | over_budget | no_stock. Every step is a
+    conditional UPDATE; a later step that fails gives back what the earlier ones took, inside
+    the same transaction."""
+    tiers = PrizeTier.__table__
+    got = s.execute(update(tiers).where(tiers.c.id == tier.id, tiers.c.awarded < tiers.c.cap)
+                    .values(awarded=tiers.c.awarded + 1).returning(tiers.c.awarded)).first()
+    if got is None:
+        return "cap_reached", None
+    lots = Lottery.__table__
+    charged = False
+    if lottery.budget_cents is not None and tier.value_cents:
+        ok = s.execute(update(lots).where(lots.c.id == lottery.id,
+                                          lots.c.spent_cents + tier.value_cents <= lots.c.budget_cents)
+                       .values(spent_cents=lots.c.spent_cents + tier.value_cents)
+                       .returning(lots.c.id)).first()
+        if ok is None:
+            s.execute(update(tiers).where(tiers.c.id == tier.id).values(awarded=tiers.c.awarded - 1))
+            return "over_budget", None
+        charged = True
+    cards = PrizeCard.__table__
+    free = (select(cards.c.id).where(cards.c.tier_id == tier.id, cards.c.submission_id.is_(None))
+            .order_by(cards.c.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
+    row = s.execute(update(cards).where(cards.c.id == free, cards.c.submission_id.is_(None))
+                    .values(submission_id=submission_id, claimed_at=at)
+                    .returning(cards.c.id, cards.c.card_number, cards.c.password_enc,
+                               cards.c.instructions)).first()
+    if row is None:
+        s.execute(update(tiers).where(tiers.c.id == tier.id).values(awarded=tiers.c.awarded - 1))
+        if charged:
+            s.execute(update(lots).where(lots.c.id == lottery.id)
+                      .values(spent_cents=lots.c.spent_cents - tier.value_cents))
+        return "no_stock", None
+    return "won", WonCard(row.id, row.card_number, bytes(row.password_enc), row.instructions)
+
+
+def card_of(s: Session, submission_id: str) -> WonCard | None:
+    cards = PrizeCard.__table__
+    row = s.execute(select(cards.c.id, cards.c.card_number, cards.c.password_enc, cards.c.instructions)
+                    .where(cards.c.submission_id == submission_id)).first()
+    if row is None:
+        return None
+    return WonCard(row.id, row.card_number, bytes(row.password_enc), row.instructions)

@@ -1,0 +1,342 @@
+"""Verification of submitted codes (design.md Level 3 B and C).
+
+``Verifier.handle`` takes a batch of ``codes.submitted`` events and one open transaction, makes
+every effect of the batch in it, and returns the events to produce. The caller commits before
+producing, so a worker killed anywhere leaves either nothing (rolled back) or everything plus a
+row per submission in ``code_queries``; a redelivered submission finds that row and gets the
+same replies again (same request ids, so egress sends each once) and changes nothing.
+
+Database round trips for a first valid query, in a batch of B submissions: the conditional
+UPDATE of the code row (which tells first, repeat and unknown apart in one statement) plus the
+per-batch statements shared by all B (write lock, look-up of known submissions and lockouts,
+the inserts of query, member and draw rows, commit). A lottery win adds the tier and card
+claims. Repeats and unknown codes add the probe count; invalid codes add the lockout row.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from services.core import topics
+from services.core.db.schemes import (
+    Code,
+    CodeQuery,
+    Draw,
+    Lockout,
+    Member,
+    ProbeFlag,
+    SecretBox,
+    as_utc,
+    begin_write,
+    insert_ignore,
+)
+from services.core.messages import message_id_for, parse_ts
+from services.core.processor import Out, Rejected
+from services.core.schemas import new_event, now_iso
+
+from .catalogue import BrandInfo, Catalogue
+from .codes import CodeHasher, normalise
+from .lottery import DrawKey, WonCard, card_of, claim_prize, draw
+from .replies import language_for, local_time, mask, render
+
+log = logging.getLogger(__name__)
+
+_NS = uuid.UUID("0b6f4f55-31c9-4c8e-9a55-3f1f2b7f6c11")
+PROBE_SCAN = 1000  # queries of one code looked at when counting the numbers that tried it
+
+
+def derived_id(*parts: str) -> str:
+    """A stable uuid for an effect of an event: the same inputs always give the same id."""
+    return str(uuid.uuid5(_NS, "\x1f".join(parts)))
+
+
+def points_entry_id(submission_id: str) -> str:
+    return derived_id("points", submission_id)
+
+
+@dataclass
+class _Batch:
+    """What one batch has done so far, before its rows are flushed in one go."""
+
+    queries: dict[str, CodeQuery] = field(default_factory=dict)
+    draws: dict[str, Draw] = field(default_factory=dict)
+    cards: dict[str, WonCard | None] = field(default_factory=dict)
+    members: dict[tuple, dict] = field(default_factory=dict)
+    locks: dict[tuple, datetime] = field(default_factory=dict)
+    lockout_rows: dict[tuple, Lockout] = field(default_factory=dict)
+    flags: dict[tuple, ProbeFlag] = field(default_factory=dict)
+    numbers_by_hash: dict[tuple, set] = field(default_factory=lambda: defaultdict(set))
+
+
+class Verifier:
+    def __init__(self, secret_key: str, catalogue: Catalogue | None = None,
+                 on_outcome: Callable[[str, str], None] | None = None) -> None:
+        """``on_outcome(tenant, outcome)`` is told the outcome of each new submission, and
+        ``redelivered`` for each one seen before (metrics)."""
+        self.hasher = CodeHasher(secret_key)
+        self.draw_key = DrawKey(secret_key)
+        self.box = SecretBox(secret_key)
+        self.catalogue = catalogue or Catalogue()
+        self.on_outcome = on_outcome
+
+    # -- the batch -------------------------------------------------------------------------------
+    def handle(self, s: Session, events: list[dict[str, Any]]) -> list[Out]:
+        begin_write(s)
+        sids = [e["submission_id"] for e in events]
+        known = {q.submission_id: q
+                 for q in s.scalars(select(CodeQuery).where(CodeQuery.submission_id.in_(sids)))}
+        b = _Batch()
+        msisdns, tenants = {e["from"] for e in events}, {e["tenant_id"] for e in events}
+        for tenant_id, brand_id, msisdn, until in s.execute(
+                select(Lockout.tenant_id, Lockout.brand_id, Lockout.msisdn, Lockout.locked_until)
+                .where(Lockout.tenant_id.in_(tenants), Lockout.msisdn.in_(msisdns),
+                       Lockout.locked_until.is_not(None))):
+            b.locks[(tenant_id, brand_id, msisdn)] = as_utc(until)
+
+        fresh: list[CodeQuery] = []
+        order: list[CodeQuery] = []
+        with s.no_autoflush:
+            for ev in events:
+                sid = ev["submission_id"]
+                q = known.get(sid) or b.queries.get(sid)
+                if q is None:
+                    q = self._new(s, ev, b)
+                    b.queries[sid] = q
+                    fresh.append(q)
+                elif self.on_outcome is not None:
+                    self.on_outcome(q.tenant_id, "redelivered")
+                order.append(q)
+        # One executemany per table for the whole batch. The row objects stay outside the session:
+        # the replies below read them, nothing needs their generated ids.
+        s.flush()  # lockout and probe rows
+        if fresh:
+            s.execute(insert(CodeQuery.__table__), [_row(q) for q in fresh])
+        if b.draws:
+            s.execute(insert(Draw.__table__), [_row(d) for d in b.draws.values()])
+        if b.members:
+            s.execute(insert_ignore(s, Member), list(b.members.values()))
+        if self.on_outcome is not None:
+            for q in fresh:
+                self.on_outcome(q.tenant_id, q.outcome)
+
+        outs: list[Out] = []
+        for q in order:
+            outs.extend(self.replies(s, q, b))
+        return outs
+
+    # -- one new submission ----------------------------------------------------------------------
+    def _new(self, s: Session, ev: dict[str, Any], b: _Batch) -> CodeQuery:
+        tenant, sid, msisdn = ev["tenant_id"], ev["submission_id"], ev["from"]
+        at = parse_ts(ev["received_at"]).astimezone(UTC)
+        brands = self.catalogue.brands(s, tenant)
+        if not brands:
+            raise Rejected(f"tenant {tenant} has no brand, so its codes cannot be checked", "no_brand")
+        code = normalise(ev["code"])
+        fits = [x for x in brands if x.format.fits(code)]
+        # Invalid codes name no brand: they count against the first brand whose format they fit,
+        # else one whose length they have, else the tenant's first brand.
+        brand = fits[0] if fits else next((x for x in brands if x.format.size == len(code)), brands[0])
+        q = CodeQuery(submission_id=sid, tenant_id=tenant, brand_id=brand.id, msisdn=msisdn,
+                      reply_from=ev["to"], inbound_message_id=ev.get("inbound_message_id"), received_at=at,
+                      language=language_for(brand.language, msisdn), points=0,
+                      processed_at=datetime.now(UTC))
+        until = b.locks.get((tenant, brand.id, msisdn))
+        if until is not None and at < until:
+            q.outcome = "ignored"  # recorded, not checked, not answered: the number is locked out
+            return q
+        if not fits:
+            q.outcome = self._invalid(s, b, brand, msisdn, at, sid, "mistyped")
+            return q
+
+        h = self.hasher(tenant, code)
+        q.code_hash = h
+        row = s.execute(_COUNT_QUERY, {"h": h, "sid": sid, "msisdn": msisdn, "at": at}).first()
+        if row is None:
+            q.outcome = self._invalid(s, b, brand, msisdn, at, sid, "counterfeit")
+            self._probe(s, b, brand, h, None, msisdn, at, sid)
+            return q
+
+        product = self.catalogue.product_of_batch(s, row.batch_id)
+        brand = self.catalogue.brand(s, product.brand_id)
+        q.brand_id, q.product_id, q.code_id = brand.id, product.id, row.id
+        q.language = language_for(brand.language, msisdn)
+        q.query_number, q.first_msisdn, q.first_at = row.query_count, row.first_msisdn, as_utc(row.first_at)
+        if row.first_submission_id != sid:
+            q.outcome = "repeat"
+            self._probe(s, b, brand, h, row.id, msisdn, at, sid)
+            return q
+
+        q.outcome = "genuine"
+        q.points = product.points
+        b.members.setdefault((tenant, brand.id, msisdn), {
+            "tenant_id": tenant, "brand_id": brand.id, "msisdn": msisdn, "language": q.language,
+            "first_submission_id": sid, "first_product_id": product.id, "joined_at": at})
+        lottery = self.catalogue.lottery_for(s, brand.id, product.id, at)
+        if lottery is not None:
+            drawn = draw(self.draw_key, lottery, sid)
+            outcome, card = ("lost", None)
+            if drawn.tier is not None:
+                outcome, card = claim_prize(s, lottery, drawn.tier, sid, at)
+            b.draws[sid] = Draw(tenant_id=tenant, lottery_id=lottery.id, submission_id=sid, msisdn=msisdn,
+                                random_hex=drawn.random_hex, random_value=drawn.random_value,
+                                inputs=drawn.inputs, tier_id=drawn.tier.id if drawn.tier else None,
+                                outcome=outcome, card_id=card.card_id if card else None, drawn_at=at)
+            b.cards[sid] = card
+        return q
+
+    def _invalid(self, s: Session, b: _Batch, brand: BrandInfo, msisdn: str, at: datetime, sid: str,
+                 kind: str) -> str:
+        """Count an invalid code against the number; the one that reaches the brand's limit
+        within its window locks the number out and gets the "blocked" reply instead."""
+        key = (brand.tenant_id, brand.id, msisdn)
+        lk = b.lockout_rows.get(key)
+        if lk is None:
+            lk = s.scalar(select(Lockout).where(Lockout.tenant_id == brand.tenant_id,
+                                                Lockout.brand_id == brand.id, Lockout.msisdn == msisdn)
+                          .with_for_update())
+            if lk is None:
+                lk = Lockout(tenant_id=brand.tenant_id, brand_id=brand.id, msisdn=msisdn, invalid_count=0,
+                             lock_count=0)
+                s.add(lk)
+            b.lockout_rows[key] = lk
+        start = as_utc(lk.window_start)
+        if start is None or at - start > timedelta(seconds=brand.lockout_window_s):
+            lk.window_start, lk.invalid_count = at, 1
+        else:
+            lk.invalid_count += 1
+        if brand.lockout_max_invalid > 0 and lk.invalid_count >= brand.lockout_max_invalid:
+            lk.locked_until = at + timedelta(seconds=brand.lockout_duration_s)
+            lk.locked_by_submission_id = sid
+            lk.lock_count += 1
+            lk.invalid_count, lk.window_start = 0, None
+            b.locks[key] = lk.locked_until
+            return "locked"
+        return kind
+
+    def _probe(self, s: Session, b: _Batch, brand: BrandInfo, h: bytes, code_id: int | None, msisdn: str,
+               at: datetime, sid: str) -> None:
+        """Flag a code once many different numbers have tried it (guessing, or a copied code)."""
+        if brand.probe_threshold <= 0:
+            return
+        key = (brand.tenant_id, h)
+        seen = b.numbers_by_hash[key]
+        # No DISTINCT in SQL: with it SQLite prefers the (tenant, msisdn) index and scans the tenant.
+        numbers = set(s.scalars(select(CodeQuery.msisdn).where(CodeQuery.tenant_id == brand.tenant_id,
+                                                              CodeQuery.code_hash == h).limit(PROBE_SCAN)))
+        seen.add(msisdn)
+        numbers |= seen
+        if len(numbers) < brand.probe_threshold:
+            return
+        flag = b.flags.get(key)
+        if flag is None:
+            flag = s.scalar(select(ProbeFlag).where(ProbeFlag.tenant_id == brand.tenant_id,
+                                                    ProbeFlag.code_hash == h).with_for_update())
+            if flag is None:
+                flag = ProbeFlag(tenant_id=brand.tenant_id, brand_id=brand.id, code_hash=h, code_id=code_id,
+                                 distinct_numbers=0, first_flagged_at=at)
+                s.add(flag)
+                log.warning("tenant %s brand %s: a code was tried from %d numbers (probe flag)",
+                            brand.tenant_id, brand.slug, len(numbers))
+            b.flags[key] = flag
+        flag.distinct_numbers = max(flag.distinct_numbers or 0, len(numbers))
+        flag.last_seen_at, flag.last_submission_id = at, sid
+
+    # -- what a submission is answered with (first delivery and redeliveries alike) --------------
+    def replies(self, s: Session, q: CodeQuery, b: _Batch | None = None) -> list[Out]:
+        if q.outcome == "ignored":
+            return []
+        brand = self.catalogue.brand(s, q.brand_id)
+        lang = q.language
+        common = {"brand": brand.display(lang)}
+        outs: list[Out] = []
+        kind = q.outcome
+        values: dict[str, Any] = dict(common)
+        if q.outcome == "genuine":
+            product = self.catalogue.product(s, q.product_id)
+            values["product"] = product.display(lang)
+            values["points_note"] = (render("points_note", lang, brand.templates, points=q.points)
+                                     if q.points > 0 else "")
+        elif q.outcome == "repeat":
+            kind = "repeat_self" if q.first_msisdn == q.msisdn else "repeat"
+            values.update(count=q.query_number, first_at=local_time(as_utc(q.first_at), brand.timezone, lang),
+                          first_number=mask(q.first_msisdn))
+        elif q.outcome == "locked":
+            values["minutes"] = math.ceil(brand.lockout_duration_s / 60)
+        outs.append(self._sms(q, f"verify-{q.submission_id}", render(kind, lang, brand.templates, **values),
+                              q.outcome))
+
+        if q.outcome == "genuine":
+            product = self.catalogue.product(s, q.product_id)
+            if q.points > 0:
+                outs.append(self._points(q, product.slug))
+            if b is not None and q.submission_id in b.cards:
+                card = b.cards[q.submission_id]
+                tier_id = b.draws[q.submission_id].tier_id
+            else:
+                card = card_of(s, q.submission_id)
+                tier_id = s.scalar(select(Draw.tier_id).where(Draw.submission_id == q.submission_id)) \
+                    if card is not None else None
+            if card is not None:
+                outs.append(self._prize(s, q, brand, card, tier_id))
+        return outs
+
+    def _prize(self, s: Session, q: CodeQuery, brand: BrandInfo, card: WonCard, tier_id: int | None) -> Out:
+        lang = q.language
+        tier = self.catalogue.tier(s, tier_id) if tier_id is not None else None
+        prize = tier.display(lang) if tier is not None else ("奖品" if lang == "zh" else "a prize")
+        text = render("prize", lang, brand.templates, brand=brand.display(lang), prize=prize,
+                      card=card.card_number, password=self.box.open(card.password_enc),
+                      instructions=card.instructions)
+        return self._sms(q, f"prize-{q.submission_id}", text, "prize")
+
+    def _sms(self, q: CodeQuery, request_id: str, text: str, kind: str,
+             category: str = "transactional") -> Out:
+        value = new_event(topics.SMS_OUTBOUND, q.tenant_id,
+                          message_id=message_id_for(q.tenant_id, request_id), request_id=request_id,
+                          to=q.msisdn, text=text[:1600], category=category,
+                          source="verifier", in_reply_to=q.inbound_message_id, accepted_at=now_iso(),
+                          attributes={"kind": kind}, **{"from": q.reply_from})
+        value["event_id"] = derived_id("sms.outbound", q.tenant_id, request_id)
+        return Out(topics.SMS_OUTBOUND, q.msisdn, value)
+
+    def _points(self, q: CodeQuery, product_slug: str) -> Out:
+        value = new_event(topics.POINTS_AWARDED, q.tenant_id, entry_id=points_entry_id(q.submission_id),
+                          member=q.msisdn, points=q.points, reason="genuine code",
+                          source_event_id=q.submission_id, product=product_slug[:64], reply_from=q.reply_from)
+        value["event_id"] = derived_id("points.awarded", q.submission_id)
+        return Out(topics.POINTS_AWARDED, q.msisdn, value)
+
+
+def _row(obj) -> dict[str, Any]:
+    """An unsaved model object as a row for a Core insert: every column but the generated id."""
+    table = type(obj).__table__
+    return {c.key: getattr(obj, c.key) for c in table.columns if c.key != "id"}
+
+
+def _first(column, param: str):
+    """The column's value if set, else the parameter (bound with the column's type)."""
+    return func.coalesce(column, bindparam(param, type_=column.type))
+
+
+_codes = Code.__table__
+# One statement tells first, repeat and unknown apart and records the query: the row's count
+# goes up, the first query's submission, number and time are set only if still empty, and the
+# row comes back (no row: not one of ours). Built once; SQLAlchemy caches its compiled form.
+_COUNT_QUERY = (
+    update(_codes).where(_codes.c.code_hash == bindparam("h", type_=_codes.c.code_hash.type))
+    .values(query_count=_codes.c.query_count + 1,
+            first_submission_id=_first(_codes.c.first_submission_id, "sid"),
+            first_msisdn=_first(_codes.c.first_msisdn, "msisdn"),
+            first_at=_first(_codes.c.first_at, "at"))
+    .returning(_codes.c.id, _codes.c.batch_id, _codes.c.query_count, _codes.c.first_submission_id,
+               _codes.c.first_msisdn, _codes.c.first_at))
