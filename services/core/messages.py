@@ -26,6 +26,17 @@ TRANSITIONS = {
 }
 
 
+# Messages whose text carries a secret (a prepaid card's or a gift card's password): the
+# database keeps a placeholder, never the text; only the event that is sent carries it.
+SECRET_KINDS = frozenset({"prize", "gift_redeemed"})
+REDACTED = "[redacted: this message carries a card password]"
+
+
+def stored_text(event: dict[str, Any]) -> str:
+    kind = (event.get("attributes") or {}).get("kind")
+    return REDACTED if kind in SECRET_KINDS else event["text"]
+
+
 def message_id_for(tenant_id: str, request_id: str) -> str:
     """The same tenant and idempotency key always give the same platform message id."""
     return str(uuid.uuid5(_NS, f"{tenant_id}\x1f{request_id}"))
@@ -44,7 +55,7 @@ def record_accepted(s: Session, event: dict[str, Any]) -> tuple[Message, bool]:
         return msg, False
     msg = Message(
         id=event["message_id"], tenant_id=event["tenant_id"], request_id=event["request_id"],
-        recipient=event["to"], sender=event.get("from"), text=event["text"],
+        recipient=event["to"], sender=event.get("from"), text=stored_text(event),
         source=event["source"], category=event.get("category", "transactional"),
         status="accepted", accepted_at=parse_ts(event.get("accepted_at")),
         updated_at=parse_ts(event.get("accepted_at")),

@@ -113,7 +113,8 @@ def accept(s: Session, event: dict[str, Any], *, optouts: OptOutLookup,
                            at=now)
         return d
 
-    seg = segment(msg.text)
+    text = event["text"]  # the row may hold a redacted copy (services.core.messages.stored_text)
+    seg = segment(text)
     msg.encoding, msg.segments = seg.encoding, seg.count  # kept on the row for billing
 
     tenant = s.get(Tenant, msg.tenant_id)
@@ -124,7 +125,7 @@ def accept(s: Session, event: dict[str, Any], *, optouts: OptOutLookup,
         return d
 
     sender = event.get("from") or (tenant.default_sender if tenant else None)
-    sub = Submission(message_id=msg.id, to=msg.recipient, sender=sender, text=msg.text,
+    sub = Submission(message_id=msg.id, to=msg.recipient, sender=sender, text=text,
                      encoding=seg.encoding, segments=seg.count)
     d.plan = SendPlan(sub, [c.name for c in chosen])
     return d

@@ -23,7 +23,7 @@ from services.core.db import Database
 from services.core.db.models import InboundPart, Message, SenderNumber
 from services.core.health import HealthCheck
 from services.core.kafka import AsyncProducer
-from services.core.messages import history, record_accepted
+from services.core.messages import REDACTED, history, record_accepted
 from services.core.settings import Settings, get_settings
 from services.core.tenancy import authenticate
 from services.core.webservice import add_health_routes, serve
@@ -189,7 +189,9 @@ class Ingress:
                 msg, created = record_accepted(s, e)
                 if not created:
                     # The same idempotency key again: the first request's message stands.
-                    e.update(to=msg.recipient, text=msg.text)
+                    e["to"] = msg.recipient
+                    if msg.text != REDACTED:
+                        e["text"] = msg.text
                     if msg.sender:
                         e["from"] = msg.sender
                     else:

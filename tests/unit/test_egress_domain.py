@@ -350,3 +350,14 @@ def test_a_carrier_refusal_fails_the_message_with_the_carriers_reason_and_no_dea
                      [outbound()])
     assert [o.topic for o in outs] == ["sms.status", "sms.status"]
     assert outs[1].value["status"] == "failed" and "invalid destination" in outs[1].value["reason"]
+
+
+def test_a_card_password_is_sent_but_never_stored(db, optouts):
+    from services.core.db.models import Message
+
+    ev = outbound(text="Card 1234 password 987654", attributes={"kind": "prize"})
+    d = accept(db, optouts, ev)
+    assert d.plan.submission.text == "Card 1234 password 987654"
+    with db.session() as s:
+        stored = s.get(Message, ev["message_id"]).text
+    assert "987654" not in stored and "redacted" in stored
