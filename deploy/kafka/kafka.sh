@@ -6,7 +6,8 @@
 #   kafka.sh run     start in the foreground (for process supervisors)
 #   kafka.sh status  exit 0 if the broker answers
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA_DIR
-# (.run/kafka-<port>), KAFKA_HEAP (512m).
+# (.run/kafka-<port>), KAFKA_HEAP (512m), KAFKA_TEMPLATE (server.properties.template here; see
+# deploy/kafka/acl/ for the one with SASL/SCRAM and ACLs on).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -15,6 +16,7 @@ PORT="${KAFKA_PORT:-9092}"
 CPORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
 DATA="${KAFKA_DATA_DIR:-$ROOT/.run/kafka-$PORT}"
 HEAP="${KAFKA_HEAP:-512m}"
+TEMPLATE="${KAFKA_TEMPLATE:-$HERE/server.properties.template}"
 PIDFILE="$DATA/broker.pid"
 LOG="$DATA/broker.log"
 
@@ -35,7 +37,7 @@ prepare() {
   fetch
   mkdir -p "$DATA/logs"
   sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CPORT|g" -e "s|@DATA_DIR@|$DATA/logs|g" \
-    "$HERE/server.properties.template" > "$DATA/server.properties"
+    "$TEMPLATE" > "$DATA/server.properties"
   if [ ! -f "$DATA/logs/meta.properties" ]; then
     local uuid
     uuid="$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid)"

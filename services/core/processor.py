@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import mode
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -51,6 +54,8 @@ class In:
     key: str | None
     partition: int
     offset: int
+    topic: str | None = None  # catalogue name (no prefix); set by ``consume_pattern``
+    raw: bytes | None = None  # the record's value exactly as it came off the topic
 
 
 class Rejected(Exception):
@@ -176,7 +181,7 @@ class Processor:
                         await self.to_dlq(topic_name, msg, exc.reason, exc.kind)
                         continue
                     key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
-                    good.append((In(data, key, msg.partition, msg.offset), msg))
+                    good.append((In(data, key, msg.partition, msg.offset, raw=msg.value), msg))
                 if not good:
                     continue
                 result = await call_until_done([g[0] for g in good])
@@ -200,6 +205,27 @@ class Processor:
 
         agent.__name__ = f"{self.name}_{topic_name.replace('.', '_')}"
         self.app.agent(source, name=f"{self.name}.{topic_name}")(agent)
+
+    def consume_pattern(self, name: str, pattern: str, handler: Handler, *,
+                        decoder: Callable[[str, bytes | None], dict[str, Any]] | None = None,
+                        dlq_for: Callable[[str], str] = dlq_name,
+                        tenant_for: Callable[[str, dict[str, Any]], str | None] | None = None,
+                        batch: int = 200, refresh_ms: int = 5000) -> None:
+        """Like ``consume``, over every topic whose catalogue name matches ``pattern`` (a Python
+        regex, fully matched), including topics created while the processor runs.
+
+        faust-streaming 0.15 cannot subscribe by pattern (its aiokafka driver subscribes to
+        names only), so this runs a confluent-kafka consumer with a regex subscription in its own
+        consumer group ``<prefix>herald-<processor>-<name>``, beside the Faust agents. The
+        guarantees are the same: outputs (and DLQ records) are acknowledged by the broker
+        before the batch's offsets are committed; a handler failure is retried event by event.
+        Each ``In`` carries the catalogue name of its topic. ``dlq_for`` names the DLQ of a
+        topic, ``decoder`` turns bytes into an event (default: the topic's schema), and
+        ``tenant_for`` says whose DLQ record it is (default: the event's tenant_id).
+        """
+        consumer = PatternConsumer(self, name, pattern, handler, decoder=decoder, dlq_for=dlq_for,
+                                   tenant_for=tenant_for, batch=batch, refresh_ms=refresh_ms)
+        self.app.service(consumer)
 
     # -- web ----------------------------------------------------------------------------------
     def _install_pages(self) -> None:
@@ -235,3 +261,154 @@ class Processor:
         finally:
             if self.db is not None:
                 self.db.dispose()
+
+
+_ERE_SPECIAL = re.compile(r"([.\[\]{}()\\*+?^$|])")
+
+
+class PatternConsumer(mode.Service):
+    """The engine of ``Processor.consume_pattern``: a confluent-kafka consumer subscribed by regex,
+    run as a service of the Faust app (started with it, stopped before it)."""
+
+    def __init__(self, p: Processor, name: str, pattern: str, handler: Handler, *,
+                 decoder: Callable[[str, bytes | None], dict[str, Any]] | None,
+                 dlq_for: Callable[[str], str],
+                 tenant_for: Callable[[str, dict[str, Any]], str | None] | None,
+                 batch: int, refresh_ms: int) -> None:
+        super().__init__()
+        self.p, self.name, self.handler, self.batch = p, name, handler, batch
+        s = p.settings
+        self.prefix = s.topic_prefix
+        self.regex = re.compile(pattern)
+        # librdkafka subscribes by a POSIX regex when the name starts with '^'. Patterns given
+        # here are meant to be simple enough to read the same in both dialects; each topic is
+        # checked again against the Python regex before its records are handled.
+        self.subscription = "^" + _ERE_SPECIAL.sub(r"\\\1", self.prefix) + pattern.lstrip("^")
+        self.decoder = decoder or (lambda topic, raw: decode(schema_for_topic(topic), raw))
+        self.dlq_for, self.tenant_for = dlq_for, tenant_for
+        self.is_async = inspect.iscoroutinefunction(handler)
+        self.config = {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": f"{s.topic_prefix}herald-{p.name}-{name}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": int(s.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(max(1.0, s.session_timeout_s / 5) * 1000),
+            "topic.metadata.refresh.interval.ms": refresh_ms,
+        }
+        self._consumer: Consumer | None = None
+        self._done = asyncio.Event()
+
+    def _catalogue_name(self, topic: str) -> str:
+        return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
+
+    async def on_start(self) -> None:
+        self._consumer = Consumer(self.config)
+        self._consumer.subscribe([self.subscription])
+        log.info("%s: consuming topics matching %s (group %s)", self.p.name, self.subscription,
+                 self.config["group.id"])
+
+    async def on_stop(self) -> None:
+        try:
+            await asyncio.wait_for(self._done.wait(), 30)
+        except TimeoutError:
+            log.warning("%s: pattern consumer %s did not finish its batch in time", self.p.name,
+                        self.name)
+        if self._consumer is not None:
+            await asyncio.to_thread(self._consumer.close)
+            self._consumer = None
+
+    async def _call(self, items: list[In]) -> Sequence[Out] | Exception:
+        delay = 0.2
+        while True:
+            try:
+                if self.is_async:
+                    return await self.handler(items)
+                return await asyncio.to_thread(self.handler, items)
+            except TRANSIENT as exc:
+                log.warning("%s: transient failure, retrying in %.1fs: %s", self.p.name, delay,
+                            type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception as exc:  # noqa: BLE001 - decided per event by the caller
+                return exc
+
+    async def _dlq(self, topic: str, msg: Any, reason: str, kind: str, tenant_id: str | None) -> None:
+        target = self.dlq_for(topic)
+        rec = dlq_record(original_topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                         key=msg.key(), value=msg.value(), reason=reason, error_type=kind,
+                         processor=self.p.name, tenant_id=tenant_id)
+        metrics.DLQ.labels(self.p.name, topic, kind).inc()
+        log.warning("%s: to %s (%s): %s", self.p.name, target, kind, reason[:300])
+        await self.p.send([Out(target, rec["key"], rec)])
+
+    def _tenant(self, topic: str, event: dict[str, Any]) -> str | None:
+        return self.tenant_for(topic, event) if self.tenant_for else event.get("tenant_id")
+
+    async def _handle(self, msgs: list[Any]) -> None:
+        good: list[tuple[In, Any]] = []
+        for msg in msgs:
+            topic = self._catalogue_name(msg.topic())
+            if not self.regex.fullmatch(topic):
+                continue  # the broker-side regex was wider than ours
+            metrics.EVENTS_IN.labels(self.p.name, self.name).inc()
+            try:
+                event = self.decoder(topic, msg.value())
+            except EventInvalid as exc:
+                await self._dlq(topic, msg, exc.reason, exc.kind, self._tenant(topic, {}))
+                continue
+            key = msg.key().decode("utf-8", "replace") if msg.key() is not None else None
+            good.append((In(event, key, msg.partition(), msg.offset(), topic, msg.value()), msg))
+        if not good:
+            return
+        result = await self._call([g[0] for g in good])
+        if not isinstance(result, Exception):
+            await self.p.send(result)
+            return
+        for item, msg in good:
+            single = await self._call([item])
+            if isinstance(single, Exception):
+                kind = single.kind if isinstance(single, Rejected) else "processing_error"
+                reason = single.reason if isinstance(single, Rejected) else (
+                    f"{type(single).__name__}: {single}")
+                if kind == "processing_error":
+                    log.exception("%s: handler failed", self.p.name, exc_info=single)
+                await self._dlq(item.topic or "", msg, reason, kind, self._tenant(item.topic or "",
+                                                                                   item.event))
+            else:
+                await self.p.send(single)
+
+    @mode.Service.task
+    async def _consume_loop(self) -> None:
+        try:
+            while not self.should_stop and self._consumer is not None:
+                msgs = await asyncio.to_thread(self._consumer.consume, self.batch, 0.25)
+                records = []
+                for m in msgs:
+                    if m.error() is None:
+                        records.append(m)
+                    elif m.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("%s: %s: %s", self.p.name, self.name, m.error())
+                if not records:
+                    continue
+                t0 = time.perf_counter()
+                await self._handle(records)
+                # Only now, with every output acknowledged, may the offsets move on.
+                last: dict[tuple[str, int], int] = {}
+                for m in records:
+                    last[(m.topic(), m.partition())] = max(last.get((m.topic(), m.partition()), -1),
+                                                           m.offset())
+                offsets = [TopicPartition(t, part, off + 1) for (t, part), off in last.items()]
+                try:
+                    await asyncio.to_thread(self._consumer.commit, offsets=offsets,
+                                            asynchronous=False)
+                except KafkaException as exc:
+                    # A rebalance took the partitions away: their new owner sees the batch
+                    # again, and every effect of it is idempotent.
+                    log.warning("%s: %s: commit failed: %s", self.p.name, self.name, exc)
+                metrics.BATCH_SECONDS.labels(self.p.name).observe(time.perf_counter() - t0)
+        except Exception:
+            log.exception("%s: pattern consumer %s stopped", self.p.name, self.name)
+            raise
+        finally:
+            self._done.set()

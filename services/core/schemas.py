@@ -115,7 +115,7 @@ def _flatten(name: str, version: int = 1) -> dict[str, Any]:
     return inline(doc, own_defs)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fast(name: str, version: int = 1):
     """A compiled validator (tens of microseconds instead of hundreds) for the hot path."""
     return fastjsonschema.compile(_flatten(name, version))

@@ -30,6 +30,27 @@ class Settings(BaseSettings):
     campaigns_port: int = Field(8083, description="Port of campaigns' /health and /metrics")
     verifier_port: int = Field(8084, description="Port of the verifier's /health and /metrics")
     ledger_port: int = Field(8085, description="Port of the ledger's /health and /metrics")
+    bridge_port: int = Field(8086, description="Port of the bridge's /health, /metrics and webhook API")
+    metrics_port: int = Field(8087, description="Port of the metrics processor's /health and /metrics")
+    bridge_topic_refresh_ms: int = Field(
+        5000, ge=100, description="How often the bridge looks for new tenant topics (ms)")
+    bridge_reply_wait_s: float = Field(
+        10.0, ge=0, description="How long an ERP reply waits for its inbound message to be recorded")
+    bridge_inbound_retention_days: int = Field(
+        30, ge=1, description="How long inbound messages can be replied to by id")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST")
+    webhook_backoff_base_s: float = Field(
+        5.0, gt=0, description="First webhook retry delay; doubles each attempt")
+    webhook_backoff_max_s: float = Field(3600.0, gt=0, description="Longest delay between webhook retries")
+    webhook_max_age_s: float = Field(
+        86400.0, gt=0, description="A webhook delivery is retried this long, then marked failed")
+    webhook_poll_s: float = Field(0.5, gt=0, description="How often the bridge looks for due webhooks")
+    webhook_concurrency: int = Field(16, ge=1, description="Webhook POSTs in flight per bridge worker")
+    metrics_grace_s: float = Field(
+        5.0, ge=0, description="Seconds after a window ends before it is published (late events republish)")
+    metrics_flush_s: float = Field(1.0, gt=0, description="How often closed metric windows are published")
+    metrics_regions_file: str = Field(
+        "", description="JSON {number prefix: region} for verification metrics; empty: country codes")
     log_level: str = Field("info", description="Log level: debug, info, warn, error")
     secret_key: str = Field(
         "dev-only-change-me",

@@ -45,6 +45,8 @@ POINTS_AWARDED = "points.awarded"
 POINTS_COMMANDS = "points.commands"
 CAMPAIGNS_INBOUND = "campaigns.inbound"
 OPTOUTS = "optouts"
+METRICS_MINUTE = "metrics.minute"
+METRICS_HOUR = "metrics.hour"
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(SMS_INBOUND, "sender number", "Mobile-originated texts from carriers (MO)"),
@@ -57,6 +59,10 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(CAMPAIGNS_INBOUND, "sender number", "Inbound texts the router hands to campaigns"),
     TopicSpec(OPTOUTS, "tenant:number", "Current opt-out state per tenant and number", compacted=True,
               dlq=False),
+    TopicSpec(METRICS_MINUTE, "window dimensions", "Per-minute tumbling-window metrics for analysts",
+              retention_ms=30 * DAY_MS, dlq=False),
+    TopicSpec(METRICS_HOUR, "window dimensions", "Per-hour tumbling-window metrics for analysts",
+              retention_ms=400 * DAY_MS, dlq=False),
 )
 
 BY_NAME = {t.name: t for t in CATALOGUE}
@@ -67,11 +73,27 @@ def dlq_name(topic: str) -> str:
 
 
 def tenant_topics(tenant_id: str) -> tuple[TopicSpec, ...]:
-    """The per-tenant topics an ERP reads (inbound texts, status of its messages)."""
+    """The per-tenant topics of an ERP: it publishes send requests to ``outbound``, reads inbound
+    texts, the status of its messages, and its rejected requests (``dlq``, with the reason).
+
+    They have no ``.dlq`` twins: whatever the platform cannot take from a tenant topic goes to
+    that tenant's own ``tenant.<id>.dlq``, the one DLQ its ERP is allowed to read.
+    """
     return (
-        TopicSpec(f"tenant.{tenant_id}.inbound", "sender number", f"Inbound texts for {tenant_id}'s ERP"),
-        TopicSpec(f"tenant.{tenant_id}.status", "platform message id", f"Status for {tenant_id}'s ERP"),
+        TopicSpec(f"tenant.{tenant_id}.outbound", "recipient number",
+                  f"Send requests from {tenant_id}'s ERP", dlq=False),
+        TopicSpec(f"tenant.{tenant_id}.inbound", "sender number", f"Inbound texts for {tenant_id}'s ERP",
+                  dlq=False),
+        TopicSpec(f"tenant.{tenant_id}.status", "platform message id", f"Status for {tenant_id}'s ERP",
+                  dlq=False),
+        TopicSpec(tenant_dlq(tenant_id), "original key",
+                  f"{tenant_id}'s requests the platform rejected, with the reason",
+                  retention_ms=30 * DAY_MS, partitions=1, dlq=False),
     )
+
+
+def tenant_dlq(tenant_id: str) -> str:
+    return f"tenant.{tenant_id}.dlq"
 
 
 def all_specs(extra: tuple[TopicSpec, ...] = ()) -> list[TopicSpec]:

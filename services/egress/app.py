@@ -161,7 +161,8 @@ class Egress:
     def _dead_letter(self, item: In, reason: str, kind: str) -> Out:
         """The outbound event itself, kept for an operator to inspect and replay."""
         rec = dlq_record(original_topic=self.settings.topic(SMS_OUTBOUND), partition=item.partition,
-                         offset=item.offset, key=item.key, value=encode(SMS_OUTBOUND, item.event),
+                         offset=item.offset, key=item.key,
+                         value=item.raw if item.raw is not None else encode(SMS_OUTBOUND, item.event),
                          reason=reason, error_type=kind, processor=self.p.name,
                          tenant_id=item.event.get("tenant_id"))
         metrics.DLQ.labels(self.p.name, SMS_OUTBOUND, kind).inc()

@@ -29,6 +29,7 @@ EVENT_NAMES = [
     "points.commands",
     "dlq",
     "optouts",
+    "metrics.window",
 ]
 SCHEMA_FILES = sorted(SCHEMA_DIR.rglob("*.json"))
 DELETE = object()  # marks a field to remove in a variant
@@ -97,6 +98,7 @@ UUID_FIELDS = {
     "points.commands": ["command_id", "inbound_message_id"],
     "dlq": [],
     "optouts": ["source_message_id"],
+    "metrics.window": [],
 }
 TIMESTAMP_FIELDS = {
     "sms.inbound": ["received_at"],
@@ -108,6 +110,7 @@ TIMESTAMP_FIELDS = {
     "points.commands": [],
     "dlq": ["failed_at"],
     "optouts": ["changed_at"],
+    "metrics.window": ["window_start", "window_end", "emitted_at"],
 }
 TEXT_EVENTS = ["sms.inbound", "sms.outbound"]
 

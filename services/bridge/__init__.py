@@ -1,0 +1,1 @@
+"""Herald bridge processor: ERPs over Kafka (tenant topics) and over HTTP (webhooks)."""

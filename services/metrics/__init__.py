@@ -1,0 +1,1 @@
+"""Herald metrics processor: the event streams in tumbling windows, for analysts and Prometheus."""
