@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from services.core.settings import get_settings
 
-PROCESSORS = ["ingress", "router", "egress", "campaigns", "verifier", "ledger"]
+PROCESSORS = ["ingress", "router", "egress", "campaigns", "verifier", "ledger", "bridge", "metrics"]
 
 
 def step(msg: str) -> None:
