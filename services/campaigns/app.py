@@ -1,19 +1,37 @@
-"""The campaigns processor's Faust app.
+"""The campaigns processor's Faust app: a thin adapter.
 
-Its domain logic comes with its own issue. Until then it consumes its topics and hands every
-event to the topic's DLQ with that reason, so nothing sent to it vanishes.
+Start-up: settings -> database -> Faust app with the campaigns.inbound agent, the expander task
+and the admin API on the app's web server -> run until SIGTERM/SIGINT -> stop: the engine
+hands its campaign leases back (so another worker resumes at once), then the app stops.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from services.core import topics
-from services.core.processor import In, Processor, Rejected
+from services.core.processor import Processor
 
-
-def _not_yet(items: list[In]) -> list:
-    raise Rejected("the campaigns processor does not handle this event yet", "not_implemented")
+from .api import Api
+from .config import get_config
+from .engine import Engine
 
 
 def build() -> Processor:
     p = Processor("campaigns")
-    for name in (topics.CAMPAIGNS_INBOUND,):
-        p.consume(name, _not_yet)
+    assert p.db is not None
+    config = get_config()
+    engine = Engine(p, config)
+    p.consume(topics.CAMPAIGNS_INBOUND, engine.on_inbound, batch=50)
+    Api(p.db, config).install(p.app.web.web_app)
+    app = p.app
+
+    @app.task
+    async def expander() -> None:
+        await engine.run()
+
+    @app.on_before_shutdown.connect
+    async def stop_engine(sender: Any = None, **kwargs: Any) -> None:
+        await engine.close()
+
     return p
