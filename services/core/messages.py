@@ -7,9 +7,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .db.models import Message, MessageEvent
 
@@ -78,21 +79,34 @@ def record_accepted(s: Session, event: dict[str, Any]) -> tuple[Message, bool]:
 def transition(s: Session, msg: Message, status: str, *, reason: str | None = None,
                carrier: str | None = None, event_id: str | None = None,
                at: datetime | None = None) -> bool:
-    """Move a message to ``status`` if that is a legal step; record it once. Returns whether it moved."""
-    if status not in TRANSITIONS.get(msg.status, set()):
-        return False
+    """Move a message to ``status`` if that is a legal step; record it once. Returns whether it moved.
+
+    The move is a conditional UPDATE on the status the caller saw, so two writers racing (a DLR
+    and the submit response of the same message, in two transactions) cannot both win: the
+    loser re-reads the row and decides again from what is really there.
+    """
     at = at or datetime.now(timezone.utc)
     eid = event_id or f"{msg.id}:{status}"
-    if s.scalar(select(MessageEvent.id).where(MessageEvent.event_id == eid)) is not None:
-        return False
-    msg.status = status
-    msg.reason = reason
-    msg.updated_at = at
-    if carrier:
-        msg.carrier = carrier
-    s.add(MessageEvent(event_id=eid, message_id=msg.id, status=status, reason=reason,
-                       carrier=carrier, occurred_at=at))
-    return True
+    for _ in range(3):
+        seen = msg.status
+        if status not in TRANSITIONS.get(seen, set()):
+            return False
+        if s.scalar(select(MessageEvent.id).where(MessageEvent.event_id == eid)) is not None:
+            return False
+        values: dict[str, Any] = {"status": status, "reason": reason, "updated_at": at}
+        if carrier:
+            values["carrier"] = carrier
+        moved = s.execute(
+            update(Message).where(Message.id == msg.id, Message.status == seen).values(**values)
+            .execution_options(synchronize_session=False)).rowcount
+        if moved:
+            for key, value in values.items():
+                set_committed_value(msg, key, value)
+            s.add(MessageEvent(event_id=eid, message_id=msg.id, status=status, reason=reason,
+                               carrier=carrier, occurred_at=at))
+            return True
+        s.refresh(msg)  # another writer moved it first
+    return False
 
 
 def history(s: Session, message_id: str) -> list[dict[str, Any]]:

@@ -361,3 +361,26 @@ def test_a_card_password_is_sent_but_never_stored(db, optouts):
     with db.session() as s:
         stored = s.get(Message, ev["message_id"]).text
     assert "987654" not in stored and "redacted" in stored
+
+
+def test_a_dlr_and_the_submit_response_racing_in_two_sessions_end_delivered(db, optouts):
+    """The submit response and the DLR of one message are recorded by two transactions that
+    both saw 'accepted': the later writer must not overwrite the earlier one's 'delivered'."""
+    from services.core.db.models import Message
+    from services.core.messages import transition
+
+    ev = outbound(request_id="race-1")
+    accept(db, optouts, ev)
+    s1, s2 = db.sessions(), db.sessions()
+    try:
+        m1, m2 = s1.get(Message, ev["message_id"]), s2.get(Message, ev["message_id"])
+        assert m1.status == m2.status == "accepted"
+        assert transition(s2, m2, "delivered")  # the DLR, matched by our echoed reference
+        s2.commit()
+        assert not transition(s1, m1, "sent")  # the submit response, a moment late
+        s1.commit()
+    finally:
+        s1.close()
+        s2.close()
+    with db.session() as s:
+        assert s.get(Message, ev["message_id"]).status == "delivered"
