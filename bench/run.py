@@ -37,6 +37,7 @@ from tests.support.platform import SECRET, start_platform  # noqa: E402
 from tests.support.seed import seed_tenant  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+BROKER_PID: dict[str, int] = {}
 NUMBER = "10690001"
 
 
@@ -130,8 +131,14 @@ async def _fire_mos(url: str, n: int, tag: str, rate: float | None, concurrency:
 
 def inbound_path(plat, n: int, rate: float | None, concurrency: int = 64) -> dict:
     httpx.delete(f"{plat.sim.url}/submissions")
-    procs = {"ingress": plat.ingress, "router": plat.router, "egress": plat.egress}
-    cpu0 = {k: proc_cpu_seconds(p.popen.pid) for k, p in procs.items()}
+    procs = {"ingress": plat.ingress, "router": plat.router, "egress": plat.egress,
+             "simulator": plat.sim}
+    pids = {k: p.popen.pid for k, p in procs.items()}
+    broker_pid = BROKER_PID.get("pid")
+    if broker_pid:
+        pids["broker"] = broker_pid
+    pids["load generator"] = os.getpid()
+    cpu0 = {k: proc_cpu_seconds(pid) for k, pid in pids.items()}
     tag = uuid.uuid4().hex[:8]
     t0 = time.monotonic()
     sent = asyncio.run(_fire_mos(f"{plat.ingress.url}/carriers/sim/mo", n, tag, rate, concurrency))
@@ -149,12 +156,13 @@ def inbound_path(plat, n: int, rate: float | None, concurrency: int = 64) -> dic
     lat = [(s["received_monotonic"] - sent[s["reference"]]) * 1000 for s in subs]
     last = max((s["received_monotonic"] for s in subs), default=t0)
     elapsed = last - t0
-    cpu = {k: (proc_cpu_seconds(p.popen.pid) - cpu0[k]) * 1000 / max(1, len(subs))
-           for k, p in procs.items()}
+    cpu = {k: (proc_cpu_seconds(pid) - cpu0[k]) * 1000 / max(1, len(subs))
+           for k, pid in pids.items()}
     return {"messages": n, "completed": len(subs), "per_s": len(subs) / elapsed if elapsed else 0,
             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
             "cpu_s_per_1000": cpu,
-            "peak_rss_mb": {k: proc_peak_rss_mb(p.popen.pid) for k, p in procs.items()}}
+            "peak_rss_mb": {k: proc_peak_rss_mb(p.popen.pid) for k, p in procs.items()},
+            "elapsed_s": elapsed}
 
 
 def with_platform(broker: Broker, db_url: str | None, partitions: int, workers: int, fn):
@@ -249,6 +257,7 @@ def main() -> int:
     db_url = os.environ.get("HERALD_BENCH_DATABASE_URL")
     broker = Broker(int(os.environ.get("HERALD_BENCH_KAFKA_PORT", "19192")))
     started = broker.start()
+    BROKER_PID["pid"] = broker.pid
     rows: list[dict] = []
     try:
         base = [baseline(broker.bootstrap, 100_000, 400, 3) for _ in range(runs)]
