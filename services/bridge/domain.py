@@ -17,7 +17,6 @@ must be the topic's tenant, and the others are replaced (a platform message id i
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -35,7 +34,7 @@ from services.core.db.bridge_models import BridgeInbound
 from services.core.db.models import SenderNumber, Tenant
 from services.core.messages import message_id_for, parse_ts
 from services.core.processor import Out, Rejected
-from services.core.schemas import EventInvalid, now_iso, validate
+from services.core.schemas import EventInvalid, now_iso, parse_object, validate
 
 TENANT_TOPIC = re.compile(r"tenant\.([a-z0-9][a-z0-9_-]*)\.(outbound|inbound|status|dlq)")
 # Patterns for the pattern consumers: simple enough to read the same as POSIX and Python regexes.
@@ -58,19 +57,7 @@ def tenant_of(topic: str) -> str:
 
 def parse_request(_topic: str, raw: bytes | None) -> dict[str, Any]:
     """Bytes an ERP published -> a JSON object (the schema is checked after stamping)."""
-    if raw is None:
-        raise EventInvalid("empty record (no value)", "invalid_json")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EventInvalid(f"value is not UTF-8: {exc}", "wrong_encoding") from None
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EventInvalid(f"value is not JSON: {exc}", "invalid_json") from None
-    if not isinstance(body, dict):
-        raise EventInvalid("value is not a JSON object", "schema_violation")
-    return body
+    return parse_object(raw)
 
 
 class InboundNotSeen(Exception):

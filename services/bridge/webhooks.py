@@ -109,7 +109,7 @@ def set_endpoint(s: Session, settings: Settings, tenant_id: str, url: str,
     if not url.startswith(("http://", "https://")):
         raise ValueError("the webhook URL must start with http:// or https://")
     secret = secret or new_secret()
-    sealed = WebhookSecrets(settings.secret_key).seal(secret)
+    sealed = WebhookSecrets(settings.secret_key).seal_text(secret)
     ep = s.scalar(select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id))
     if ep is None:
         s.add(WebhookEndpoint(tenant_id=tenant_id, url=url, secret_sealed=sealed, active=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .schemas import new_event
+from .schemas import new_event, now_iso
 
 
 def dlq_record(*, original_topic: str, partition: int | None, offset: int | None,
@@ -26,5 +26,5 @@ def dlq_record(*, original_topic: str, partition: int | None, offset: int | None
         reason=reason[:2048] or "unknown",
         error_type=error_type,
         processor=processor,
-        failed_at=new_event("x")["produced_at"],
+        failed_at=now_iso(),
     ) | {"partition": partition, "offset": offset, "key": key}

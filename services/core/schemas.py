@@ -143,8 +143,8 @@ def validate(name: str, event: Any) -> None:
     raise EventInvalid(f"{name}: {where}: {msg}")
 
 
-def decode(name: str, raw: bytes | str | None) -> dict[str, Any]:
-    """Bytes off a topic -> a validated event, or EventInvalid with the reason."""
+def parse_object(raw: bytes | str | None) -> dict[str, Any]:
+    """Bytes off a topic -> a JSON object, or EventInvalid naming what is wrong with them."""
     if raw is None:
         raise EventInvalid("empty record (no value)", "invalid_json")
     if isinstance(raw, bytes):
@@ -158,6 +158,12 @@ def decode(name: str, raw: bytes | str | None) -> dict[str, Any]:
         raise EventInvalid(f"value is not JSON: {exc}", "invalid_json") from None
     if not isinstance(event, dict):
         raise EventInvalid("value is not a JSON object", "schema_violation")
+    return event
+
+
+def decode(name: str, raw: bytes | str | None) -> dict[str, Any]:
+    """Bytes off a topic -> a validated event, or EventInvalid with the reason."""
+    event = parse_object(raw)
     validate(name, event)
     return event
 

@@ -36,7 +36,6 @@ from services.core.db.schemes import (
     LedgerEntry,
     LoyaltyProgram,
     Redemption,
-    SecretBox,
     ThresholdNotification,
     begin_write,
     insert_ignore,
@@ -44,6 +43,7 @@ from services.core.db.schemes import (
 from services.core.messages import message_id_for
 from services.core.processor import Out
 from services.core.schemas import new_event, now_iso
+from services.core.secrets import SecretBox
 
 _NS = uuid.UUID("9d3a7c1e-5b2f-4e8a-b6d4-2c1f0e9a8b7d")
 

@@ -21,8 +21,8 @@ import argparse
 import sys
 
 from services.core.db import Database
-from services.core.db.schemes import SecretBox
 from services.core.kafka import AsyncProducer
+from services.core.secrets import SecretBox
 from services.core.settings import get_settings
 
 from .domain import admin

@@ -10,7 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.core.db.models import Tenant
-from services.core.db.schemes import PrizeTier, SecretBox
+from services.core.db.schemes import (
+    PrizeTier,
+)
+from services.core.secrets import SecretBox
 from services.core.tenancy import create_tenant
 
 from .domain import admin

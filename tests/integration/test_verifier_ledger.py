@@ -11,8 +11,13 @@ from confluent_kafka import Producer
 from sqlalchemy import func, select
 
 from services.core.db import Database
-from services.core.db.schemes import CodeQuery, LedgerEntry, Member, SecretBox
+from services.core.db.schemes import (
+    CodeQuery,
+    LedgerEntry,
+    Member,
+)
 from services.core.schemas import encode, new_event, now_iso
+from services.core.secrets import SecretBox
 from services.ledger.domain import add_gift_cards, create_gift
 from services.verifier.demo import seed_scheme
 from services.verifier.domain import CodeFormat

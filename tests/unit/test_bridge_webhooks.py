@@ -41,7 +41,7 @@ def test_backoff_doubles_from_the_base_up_to_the_cap():
 
 
 def test_secrets_are_sealed_at_rest_and_open_only_with_the_same_key():
-    sealed = WebhookSecrets("k1").seal("whsec_abc")
+    sealed = WebhookSecrets("k1").seal_text("whsec_abc")
     assert "whsec_abc" not in sealed
     assert WebhookSecrets("k1").open(sealed) == "whsec_abc"
     with pytest.raises(ValueError):

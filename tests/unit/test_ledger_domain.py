@@ -16,10 +16,10 @@ from services.core.db.schemes import (
     LedgerAccount,
     LedgerEntry,
     Redemption,
-    SecretBox,
     ThresholdNotification,
 )
 from services.core.schemas import new_event, validate
+from services.core.secrets import SecretBox
 from services.core.tenancy import create_tenant
 from services.ledger.domain import Ledger, add_gift_cards, balance, create_gift, set_program
 

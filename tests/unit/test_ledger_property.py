@@ -13,8 +13,13 @@ from sqlalchemy import select
 
 from services.core.db import Database
 from services.core.db.migrate import upgrade
-from services.core.db.schemes import GiftCard, LedgerAccount, Redemption, SecretBox
+from services.core.db.schemes import (
+    GiftCard,
+    LedgerAccount,
+    Redemption,
+)
 from services.core.schemas import new_event
+from services.core.secrets import SecretBox
 from services.core.tenancy import create_tenant
 from services.ledger.domain import Ledger, add_gift_cards, balance, by_member, create_gift
 

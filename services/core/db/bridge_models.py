@@ -16,13 +16,8 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
-from functools import lru_cache
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -37,33 +32,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..secrets import SecretBox
 from .models import Base, utcnow
 
 
-@lru_cache(maxsize=4)
-def _fernet(secret_key: str) -> Fernet:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-               info=b"herald/webhook-secrets/fernet").derive(secret_key.encode("utf-8"))
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
-class WebhookSecrets:
-    """Seals and opens webhook signing secrets with a key derived from ``secret_key``."""
-
-    def __init__(self, secret_key: str) -> None:
-        self._fernet = _fernet(secret_key)
-
-    def seal(self, plain: str) -> str:
-        return self._fernet.encrypt(plain.encode("utf-8")).decode("ascii")
-
-    def open(self, sealed: str) -> str:
-        try:
-            return self._fernet.decrypt(sealed.encode("ascii")).decode("utf-8")
-        except InvalidToken:
-            raise ValueError("webhook secret cannot be decrypted: was HERALD_SECRET_KEY changed?") from None
-
-    def __repr__(self) -> str:
-        return "WebhookSecrets(***)"
+def WebhookSecrets(secret_key: str) -> SecretBox:  # noqa: N802 - reads as the type it returns
+    """Webhook signing secrets: sealed under their own derived key (see services.core.secrets)."""
+    return SecretBox(secret_key, "herald/webhook-secrets/fernet")
 
 
 class WebhookEndpoint(Base):

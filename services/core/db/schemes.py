@@ -5,7 +5,7 @@ Rules these tables keep:
 - Codes are stored only as keyed hashes (HMAC-SHA256 under a key derived from
   ``settings.secret_key``), so a database leak does not leak valid codes.
 - Card and gift passwords are stored only encrypted (Fernet, key derived by HKDF from
-  ``settings.secret_key``); see ``SecretBox``.
+  ``settings.secret_key``); see ``services.core.secrets.SecretBox``.
 - Every effect carries the id of the event that caused it under a unique constraint, so a
   redelivered event changes nothing: one query row per submission, one draw per submission,
   one card per draw, one ledger entry per source event, one notification per threshold.
@@ -13,13 +13,8 @@ Rules these tables keep:
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
-from functools import lru_cache
 
-from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -69,33 +64,6 @@ def insert_ignore(s: Session, table):
     table = getattr(table, "__table__", table)
     dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
-
-
-# -- keys derived from settings.secret_key ---------------------------------------------------------
-
-@lru_cache(maxsize=32)
-def derive_key(secret: str, purpose: str, length: int = 32) -> bytes:
-    """A key for one purpose (code HMACs, draws, card encryption) from the one configured secret,
-    so that no two uses share key material."""
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"herald-v1",
-                info=purpose.encode("utf-8")).derive(secret.encode("utf-8"))
-
-
-class SecretBox:
-    """Encrypts card and gift passwords at rest. Plain text exists only in memory, on its way
-    into an SMS; ``repr`` of anything holding it must not show it."""
-
-    def __init__(self, secret: str) -> None:
-        self._fernet = Fernet(base64.urlsafe_b64encode(derive_key(secret, "herald/cards/fernet")))
-
-    def seal(self, plain: str) -> bytes:
-        return self._fernet.encrypt(plain.encode("utf-8"))
-
-    def open(self, token: bytes) -> str:
-        return self._fernet.decrypt(bytes(token)).decode("utf-8")
-
-    def __repr__(self) -> str:
-        return "SecretBox(***)"
 
 
 # -- brands, products, codes -----------------------------------------------------------------------

@@ -22,12 +22,12 @@ from services.core.db.schemes import (
     PrizeCard,
     PrizeTier,
     Product,
-    SecretBox,
     as_utc,
 )
 from services.core.messages import message_id_for
 from services.core.processor import Out
 from services.core.schemas import new_event, now_iso
+from services.core.secrets import SecretBox
 
 from .codes import CodeFormat
 from .verify import derived_id

@@ -22,7 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.core.db.schemes import DEFAULT_ALPHABET, Brand, Code, CodeBatch, Product, derive_key
+from services.core.db.schemes import (
+    DEFAULT_ALPHABET,
+    Brand,
+    Code,
+    CodeBatch,
+    Product,
+)
+from services.core.secrets import derive_key
 
 CHUNK = 50_000  # rows per executemany / COPY flush
 

@@ -23,7 +23,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.core.db.schemes import Lottery, PrizeCard, PrizeTier, derive_key
+from services.core.db.schemes import (
+    Lottery,
+    PrizeCard,
+    PrizeTier,
+)
+from services.core.secrets import derive_key
 
 from .catalogue import LotteryInfo, TierInfo
 

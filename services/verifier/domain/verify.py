@@ -35,7 +35,6 @@ from services.core.db.schemes import (
     Lockout,
     Member,
     ProbeFlag,
-    SecretBox,
     as_utc,
     begin_write,
     insert_ignore,
@@ -43,6 +42,7 @@ from services.core.db.schemes import (
 from services.core.messages import message_id_for, parse_ts
 from services.core.processor import Out, Rejected
 from services.core.schemas import new_event, now_iso
+from services.core.secrets import SecretBox
 
 from .catalogue import BrandInfo, Catalogue
 from .codes import CodeHasher, normalise
