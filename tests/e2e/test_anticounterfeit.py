@@ -30,9 +30,9 @@ from services.core.db.schemes import (
     PrizeCard,
     PrizeTier,
     Redemption,
-    SecretBox,
 )
 from services.core.schemas import encode, new_event, now_iso
+from services.core.secrets import SecretBox
 from services.ledger.domain import add_gift_cards, create_gift
 from services.verifier.app import CRASH_AFTER_BATCHES
 from services.verifier.demo import seed_scheme
