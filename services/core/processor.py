@@ -32,7 +32,7 @@ from .dlq import dlq_record
 from .health import HealthCheck
 from .schemas import EventInvalid, decode, encode, schema_for_topic
 from .settings import Settings, get_settings
-from .topics import dlq_name
+from .topics import dlq_name, wait_for_topics
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,12 @@ class Processor:
             producer_acks=-1,
             producer_linger_ms=2,
             web_access_log=None,
+            # a topic that appears (or grows) after start is noticed within this, not 5 minutes
+            consumer_metadata_max_age_ms=30_000,
         )
         Path(self.app.conf.datadir).mkdir(parents=True, exist_ok=True)
         self._topics: dict[str, faust.TopicT] = {}
+        self._sources: list[str] = []  # full names of the topics the agents consume
         self.health = HealthCheck(s.kafka_bootstrap, self.db)
         self._install_pages()
 
@@ -147,6 +150,7 @@ class Processor:
         outages are retried with backoff, never dead-lettered.
         """
         source = self.topic(topic_name)
+        self._sources.append(self.settings.topic(topic_name))
         schema_name = schema or schema_for_topic(topic_name)
         is_async = inspect.iscoroutinefunction(handler)
 
@@ -250,6 +254,13 @@ class Processor:
                 self.db.ping()
             except Exception as exc:
                 sys.exit(f"{self.name}: database {self.db.engine.url!r} unreachable: {exc}")
+        if self._sources:
+            # A consumer group formed before its topics are visible gets no partitions.
+            try:
+                wait_for_topics(self.settings.kafka_bootstrap, self._sources,
+                                self.settings.topic_wait_s)
+            except TimeoutError as exc:
+                sys.exit(f"{self.name}: {exc} (create them with `make topics`)")
 
     def main(self) -> None:
         self.check_dependencies()

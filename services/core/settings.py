@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     dlr_match_window_s: int = Field(3600, ge=1, description="How long unmatched DLRs wait for their message")
     commit_interval_s: float = Field(1.0, gt=0, description="How often consumers commit processed offsets")
     session_timeout_s: float = Field(10.0, gt=0, description="Consumer group session timeout")
+    topic_wait_s: float = Field(
+        120.0, gt=0, description="How long a processor waits at start for its topics to exist")
 
     @field_validator("log_level")
     @classmethod

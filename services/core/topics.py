@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
@@ -135,7 +136,41 @@ def ensure_topics(settings: Settings | None = None, extra: tuple[TopicSpec, ...]
                 raise
     for _name, fut in (admin.create_partitions(grow).items() if grow else []):
         fut.result()
+    wanted = {settings.topic(spec.name): spec.partitions or settings.topic_partitions
+              for spec in all_specs(extra)}
+    wait_for_topics(settings.kafka_bootstrap, wanted, timeout, admin=admin)
     return created
+
+
+def wait_for_topics(bootstrap: str, wanted: dict[str, int] | list[str], timeout: float = 30.0,
+                    admin: AdminClient | None = None) -> None:
+    """Return once the broker's metadata shows each topic (with at least the given number of
+    partitions, each with a leader); raise TimeoutError naming the missing ones.
+
+    A topic the controller has just created can still be unknown to the broker's metadata for
+    a moment; a consumer group that forms in that moment is assigned nothing and would sit idle
+    until its next metadata refresh. Creating topics and starting processors both wait here.
+    """
+    need = dict(wanted) if isinstance(wanted, dict) else {name: 1 for name in wanted}
+    admin = admin or AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    missing = sorted(need)
+    while True:
+        try:
+            topics = admin.list_topics(timeout=max(1.0, min(5.0, deadline - time.monotonic()))).topics
+        except Exception:  # noqa: BLE001 - the broker may still be starting; try again
+            topics = {}
+        missing = sorted(
+            name for name, parts in need.items()
+            if name not in topics or topics[name].error is not None
+            or len(topics[name].partitions) < parts
+            or any(p.leader < 0 for p in topics[name].partitions.values()))
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"topics not visible on {bootstrap} after {timeout:.0f}s: "
+                               f"{', '.join(missing[:10])}")
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":

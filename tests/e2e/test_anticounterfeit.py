@@ -139,10 +139,20 @@ def test_workers_killed_mid_stream_count_nothing_twice_and_leave_no_valid_query_
                 wait_until(lambda: _count(db, LedgerEntry) >= 40, 90, what="the ledger under way")
                 doomed_ledger.kill()
         t.flush()
-        for m in MEMBERS[:6]:
-            t.redeem(m, twice=True)
-        t.flush()
-        wait_until(lambda: not crashing_ledger.alive(), 120, what="the third ledger worker to die after a commit")
+        # Rounds of GIFT commands from every member (so every partition gets some) until the
+        # third ledger worker has died after its sixth committed batch: how many batches the
+        # stream above made on its partitions depends on timing, so keep feeding it.
+        for r in range(40):
+            if not crashing_ledger.alive():
+                break
+            done = _count(db, Redemption)
+            for m in MEMBERS:
+                t.redeem(m, twice=r % 2 == 0)
+            t.flush()
+            want = done + len(MEMBERS)
+            wait_until(lambda w=want: _count(db, Redemption) >= w or not crashing_ledger.alive(), 90,
+                       what="a round of GIFT commands recorded")
+        wait_until(lambda: not crashing_ledger.alive(), 30, what="the third ledger worker to die after a commit")
         assert crashing_ledger.popen.returncode == 70
 
         # Every valid query is answered (replies deduplicated by request id) ...
