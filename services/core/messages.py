@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -74,6 +76,44 @@ def record_accepted(s: Session, event: dict[str, Any]) -> tuple[Message, bool]:
                                                       Message.request_id == event["request_id"]))
         return existing, False
     return msg, True
+
+
+def insert_ignoring_conflicts(s: Session, model: type, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING of many rows in one executemany (PostgreSQL, SQLite)."""
+    if not rows:
+        return
+    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+    s.execute(insert(model.__table__).on_conflict_do_nothing(), rows)
+
+
+def _row(event: dict[str, Any]) -> dict[str, Any]:
+    at = parse_ts(event.get("accepted_at"))
+    return {"id": event["message_id"], "tenant_id": event["tenant_id"],
+            "request_id": event["request_id"], "recipient": event["to"], "sender": event.get("from"),
+            "text": stored_text(event), "source": event["source"],
+            "category": event.get("category", "transactional"), "encoding": None, "segments": None,
+            "status": "accepted", "reason": None, "carrier": None, "carrier_message_id": None,
+            "accepted_at": at, "updated_at": at}
+
+
+def record_accepted_many(s: Session, events: list[dict[str, Any]]) -> dict[str, Message]:
+    """``record_accepted`` for a batch, in a few set-based statements: message id -> row.
+
+    An event whose id is not in the result repeats a (tenant, request id) already recorded under
+    another id (a replayed request); ``record_accepted`` resolves that one.
+    """
+    ids = list(dict.fromkeys(e["message_id"] for e in events))
+    rows = {m.id: m for m in s.scalars(select(Message).where(Message.id.in_(ids)))}
+    new = {e["message_id"]: e for e in events if e["message_id"] not in rows}
+    if new:
+        # A concurrent writer (the other of ingress/egress) may insert the same rows: theirs stand.
+        insert_ignoring_conflicts(s, Message, [_row(e) for e in new.values()])
+        made = {m.id: m for m in s.scalars(select(Message).where(Message.id.in_(list(new))))}
+        insert_ignoring_conflicts(s, MessageEvent, [
+            {"event_id": f"{m.id}:accepted", "message_id": m.id, "status": "accepted", "reason": None,
+             "carrier": None, "occurred_at": m.accepted_at} for m in made.values()])
+        rows.update(made)
+    return rows
 
 
 def transition(s: Session, msg: Message, status: str, *, reason: str | None = None,

@@ -77,18 +77,10 @@ class Egress:
         return outs + await self._record_until_done(done)
 
     def _decide(self, items: list[In]) -> list[tuple[In, domain.Decision]]:
-        out: list[tuple[In, domain.Decision]] = []
-        seen: set[str] = set()
         with self.db.session() as s:
-            for item in items:
-                mid = item.event["message_id"]
-                if mid in seen:  # the same message twice in one batch: the first one sends it
-                    out.append((item, domain.Decision(duplicate=True)))
-                    continue
-                seen.add(mid)
-                out.append((item, domain.accept(s, item.event, optouts=self.optouts,
-                                                carriers=self.carriers)))
-        return out
+            decisions = domain.accept_batch(s, [i.event for i in items], optouts=self.optouts,
+                                            carriers=self.carriers)
+        return list(zip(items, decisions, strict=True))
 
     async def _send(self, plan: SendPlan) -> Result:
         sub = plan.submission
@@ -142,12 +134,17 @@ class Egress:
     def _record(self, done: list[tuple[In, SendPlan, Result]]) -> list[Out]:
         outs: list[Out] = []
         with self.db.session() as s:
+            sent = [(plan.submission.message_id, res) for _, plan, res in done
+                    if isinstance(res, SubmitResult)]
+            if sent:
+                recorded = domain.record_sent_batch(s, sent)
+                outs += [self._status(ev) for _, events in recorded for ev in events]
+                outs += [self._status(ev) for ev in dlr.match_pending_many(s, [m for m, _ in recorded])]
             for item, plan, res in done:
                 mid = plan.submission.message_id
                 if isinstance(res, SubmitResult):
-                    msg, events = domain.record_sent(s, mid, res)
-                    events += dlr.match_pending(s, msg)
-                elif isinstance(res, PermanentFailure):
+                    continue
+                if isinstance(res, PermanentFailure):
                     events = domain.record_failed(s, mid, f"{res.carrier} refused: {res.reason}",
                                                   carrier=res.carrier)
                 else:
@@ -177,7 +174,7 @@ class Egress:
     # -- sms.delivery -------------------------------------------------------------------------
     def on_delivery(self, items: list[In]) -> list[Out]:
         with self.db.session() as s:
-            return [self._status(ev) for item in items for ev in dlr.handle_delivery(s, item.event)]
+            return [self._status(ev) for ev in dlr.handle_deliveries(s, [i.event for i in items])]
 
     # -- housekeeping -------------------------------------------------------------------------
     def sweep(self) -> list[Out]:

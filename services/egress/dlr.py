@@ -60,11 +60,28 @@ def apply_report(s: Session, msg: Message, *, carrier: str, dlr_status: str,
     return out
 
 
-def find_message(s: Session, event: dict[str, Any]) -> Message | None:
+Refs = dict[tuple[str, str], Message]
+
+
+def messages_by_ref(s: Session, events: list[dict[str, Any]]) -> Refs:
+    """The messages the reports of a batch name by carrier id, in one query."""
+    cmids = sorted({e["carrier_message_id"] for e in events})
+    if not cmids:
+        return {}
+    rows = s.scalars(select(Message).where(Message.carrier_message_id.in_(cmids)))
+    return {(m.carrier, m.carrier_message_id): m for m in rows if m.carrier}
+
+
+def find_message(s: Session, event: dict[str, Any], by_ref: Refs | None = None) -> Message | None:
     """By (carrier, carrier id); else by our id when the carrier echoed it and the report is
-    about the submission we know of (or we know of none yet)."""
-    msg = s.scalar(select(Message).where(Message.carrier == event["carrier"],
-                                         Message.carrier_message_id == event["carrier_message_id"]))
+    about the submission we know of (or we know of none yet). ``by_ref``: the batch's
+    ``messages_by_ref``, instead of a query."""
+    ref = (event["carrier"], event["carrier_message_id"])
+    if by_ref is not None:
+        msg = by_ref.get(ref)
+    else:
+        msg = s.scalar(select(Message).where(Message.carrier == ref[0],
+                                             Message.carrier_message_id == ref[1]))
     if msg is not None or not event.get("message_id"):
         return msg
     msg = s.get(Message, event["message_id"])
@@ -75,13 +92,19 @@ def find_message(s: Session, event: dict[str, Any]) -> Message | None:
     return msg if DLR_STATUS.get(event["status"]) == "delivered" else None
 
 
-def handle_delivery(s: Session, event: dict[str, Any]) -> list[dict[str, Any]]:
+def handle_deliveries(s: Session, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A batch of sms.delivery events, in order -> the status events of what they caused."""
+    by_ref = messages_by_ref(s, [e for e in events if e["status"] in DLR_STATUS])
+    return [st for event in events for st in handle_delivery(s, event, by_ref)]
+
+
+def handle_delivery(s: Session, event: dict[str, Any], by_ref: Refs | None = None) -> list[dict[str, Any]]:
     """One sms.delivery event -> the status events of the transitions it caused."""
     if event["status"] not in DLR_STATUS:
         DLR_OUTCOMES.labels("not_final").inc()
         return []
     reported_at = parse_ts(event["reported_at"])
-    msg = find_message(s, event)
+    msg = find_message(s, event, by_ref)
     if msg is None:
         if event.get("message_id") and s.get(Message, event["message_id"]) is not None:
             DLR_OUTCOMES.labels("other_submission").inc()
@@ -92,6 +115,8 @@ def handle_delivery(s: Session, event: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     if msg.carrier_message_id is None:  # matched by our id before the submit response landed
         msg.carrier, msg.carrier_message_id = event["carrier"], event["carrier_message_id"]
+        if by_ref is not None:
+            by_ref[(msg.carrier, msg.carrier_message_id)] = msg
     return apply_report(s, msg, carrier=event["carrier"], dlr_status=event["status"],
                         error_code=event.get("error_code"), reported_at=reported_at)
 
@@ -109,13 +134,23 @@ def store_pending(s: Session, event: dict[str, Any], reported_at: datetime) -> N
 
 def match_pending(s: Session, msg: Message) -> list[dict[str, Any]]:
     """Apply the reports that waited for ``msg``'s carrier id, oldest first, and drop them."""
-    if not msg.carrier or not msg.carrier_message_id:
+    return match_pending_many(s, [msg])
+
+
+def match_pending_many(s: Session, msgs: list[Message]) -> list[dict[str, Any]]:
+    """``match_pending`` for a batch of just-sent messages: one query finds the reports that
+    waited for any of them (usually none)."""
+    by_ref = {(m.carrier, m.carrier_message_id): m for m in msgs if m.carrier and m.carrier_message_id}
+    if not by_ref:
         return []
-    rows = s.scalars(select(PendingDlr).where(PendingDlr.carrier == msg.carrier,
-                                              PendingDlr.carrier_message_id == msg.carrier_message_id)
-                     .order_by(PendingDlr.reported_at, PendingDlr.id)).all()
+    rows = s.scalars(select(PendingDlr).where(
+        PendingDlr.carrier_message_id.in_(sorted({ref for _, ref in by_ref})))
+        .order_by(PendingDlr.reported_at, PendingDlr.id)).all()
     out: list[dict[str, Any]] = []
     for row in rows:
+        msg = by_ref.get((row.carrier, row.carrier_message_id))
+        if msg is None:  # the same id at another carrier
+            continue
         out += apply_report(s, msg, carrier=row.carrier, dlr_status=row.status,
                             error_code=row.error_code, reported_at=row.reported_at)
         s.delete(row)

@@ -13,11 +13,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.core.carriers import Carrier, route
-from services.core.db.models import Message, Tenant
-from services.core.messages import parse_ts, record_accepted, transition
+from services.core.db.models import Message, MessageEvent, Tenant
+from services.core.messages import (
+    insert_ignoring_conflicts,
+    parse_ts,
+    record_accepted,
+    record_accepted_many,
+    transition,
+)
 from services.core.schemas import new_event
 from services.core.sms_encoding import segment
 from services.egress.connectors.base import Submission, SubmitResult
@@ -29,8 +37,9 @@ REASON_MAX = 512  # sms.status reason maxLength
 
 
 class OptOutLookup(Protocol):
-    def is_opted_out(self, tenant_id: str, msisdn: str, accepted_at: datetime,
-                     s: Session | None = None) -> bool: ...
+    def blocked_many(self, s: Session, items: list[tuple[str, str, datetime]]) -> list[bool]:
+        """For each (tenant, msisdn, accepted_at): does an opt-out block that message?"""
+        ...
 
 
 @dataclass(frozen=True)
@@ -83,20 +92,52 @@ def move(s: Session, msg: Message, status: str, *, reason: str | None = None,
 def accept(s: Session, event: dict[str, Any], *, optouts: OptOutLookup,
            carriers: dict[str, Carrier], now: datetime | None = None) -> Decision:
     """Record one sms.outbound event and decide what happens to it."""
+    return accept_batch(s, [event], optouts=optouts, carriers=carriers, now=now)[0]
+
+
+def accept_batch(s: Session, events: list[dict[str, Any]], *, optouts: OptOutLookup,
+                 carriers: dict[str, Carrier], now: datetime | None = None) -> list[Decision]:
+    """Record a batch of sms.outbound events and decide each, in order.
+
+    Set-based where the batch allows: the messages are looked up, inserted and checked against
+    opt-outs in a few statements for the whole batch, not a few per message.
+    """
     now = now or datetime.now(UTC)
-    msg, _created = record_accepted(s, event)
-    if msg.id != event["message_id"] or msg.status != "accepted":
-        # Already past 'accepted' (or the same request under another id): a redelivery or a
-        # repeated request. It was handled once; it is not sent again. Its current status is
-        # emitted again (same event id) in case the first emission died with a worker between
-        # the database commit and the broker's acknowledgement.
-        d = Decision(duplicate=True)
-        if msg.id == event["message_id"]:
-            d.statuses.append(status_event(msg, msg.status, reason=msg.reason, at=msg.updated_at))
-        return d
-    # Existing and still 'accepted': ingress recorded it, or a previous try stopped before the
-    # carrier answered; either way it still has to go out, and 'accepted' is announced (with a
-    # stable event id, so announcing it again is harmless).
+    rows = record_accepted_many(s, events)
+    decisions: list[Decision | None] = [None] * len(events)
+    todo: list[tuple[int, dict[str, Any], Message]] = []
+    seen: set[str] = set()
+    for i, event in enumerate(events):
+        mid = event["message_id"]
+        if mid in seen:  # the same message twice in one batch: the first one sends it
+            decisions[i] = Decision(duplicate=True)
+            continue
+        seen.add(mid)
+        msg = rows.get(mid) or record_accepted(s, event)[0]
+        if msg.id != mid or msg.status != "accepted":
+            # Already past 'accepted' (or the same request under another id): a redelivery or a
+            # repeated request. It was handled once; it is not sent again. Its current status is
+            # emitted again (same event id) in case the first emission died with a worker
+            # between the database commit and the broker's acknowledgement.
+            d = decisions[i] = Decision(duplicate=True)
+            if msg.id == mid:
+                d.statuses.append(status_event(msg, msg.status, reason=msg.reason, at=msg.updated_at))
+            continue
+        todo.append((i, event, msg))
+    checked = [(i, e, m) for i, e, m in todo
+               if (e.get("attributes") or {}).get("kind") != "optout_confirmation"]
+    verdicts = optouts.blocked_many(s, [(m.tenant_id, m.recipient, m.accepted_at) for _, _, m in checked])
+    blocked = {i for (i, _, _), b in zip(checked, verdicts, strict=True) if b}
+    for i, event, msg in todo:
+        decisions[i] = _decide(s, event, msg, i in blocked, carriers, now)
+    return [d for d in decisions if d is not None]
+
+
+def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool,
+            carriers: dict[str, Carrier], now: datetime) -> Decision:
+    # Still 'accepted': ingress recorded it, or a previous try stopped before the carrier
+    # answered; either way it still has to go out, and 'accepted' is announced (with a stable
+    # event id, so announcing it again is harmless).
     d = Decision()
     d.statuses.append(status_event(msg, "accepted", at=msg.accepted_at))
 
@@ -106,9 +147,7 @@ def accept(s: Session, event: dict[str, Any], *, optouts: OptOutLookup,
                            at=now)
         return d
 
-    attributes = event.get("attributes") or {}
-    if attributes.get("kind") != "optout_confirmation" and optouts.is_opted_out(
-            msg.tenant_id, msg.recipient, msg.accepted_at, s=s):
+    if opted_out:
         d.statuses += move(s, msg, "suppressed", reason="recipient opted out of this tenant's messages",
                            at=now)
         return d
@@ -134,12 +173,43 @@ def accept(s: Session, event: dict[str, Any], *, optouts: OptOutLookup,
 def record_sent(s: Session, message_id: str, result: SubmitResult,
                 now: datetime | None = None) -> tuple[Message, list[dict[str, Any]]]:
     """A carrier took the message: remember its id for DLR matching and move to 'sent'."""
-    msg = s.get(Message, message_id)
-    if msg is None:
-        raise LookupError(f"message {message_id} vanished after it was sent")
-    msg.carrier, msg.carrier_message_id = result.carrier, result.carrier_message_id
-    # A DLR that echoed our reference may already have settled it; the carrier id is kept anyway.
-    return msg, move(s, msg, "sent", carrier=result.carrier, at=now)
+    return record_sent_batch(s, [(message_id, result)], now)[0]
+
+
+def record_sent_batch(s: Session, results: list[tuple[str, SubmitResult]],
+                      now: datetime | None = None) -> list[tuple[Message, list[dict[str, Any]]]]:
+    """``record_sent`` for many messages in four statements: their rows, their carrier ids, the
+    move to 'sent' of those still 'accepted' (a conditional UPDATE ... RETURNING, so a DLR
+    that settled one first keeps it settled), and the history rows of the moves."""
+    now = now or datetime.now(UTC)
+    ids = [mid for mid, _ in results]
+    msgs = {m.id: m for m in s.scalars(select(Message).where(Message.id.in_(ids)))}
+    for mid in ids:
+        if mid not in msgs:
+            raise LookupError(f"message {mid} vanished after it was sent")
+    t = Message.__table__
+    # The carrier id is kept even when a DLR that echoed our reference already settled it.
+    s.execute(update(t).where(t.c.id == bindparam("mid"))
+              .values(carrier=bindparam("c"), carrier_message_id=bindparam("cmid")),
+              [{"mid": mid, "c": r.carrier, "cmid": r.carrier_message_id} for mid, r in results])
+    moved = set(s.execute(update(t).where(t.c.id.in_(ids), t.c.status == "accepted")
+                          .values(status="sent", reason=None, updated_at=now)
+                          .returning(t.c.id)).scalars())
+    insert_ignoring_conflicts(s, MessageEvent, [
+        {"event_id": f"{mid}:sent", "message_id": mid, "status": "sent", "reason": None,
+         "carrier": r.carrier, "occurred_at": now} for mid, r in results if mid in moved])
+    out = []
+    for mid, r in results:
+        msg = msgs[mid]
+        set_committed_value(msg, "carrier", r.carrier)
+        set_committed_value(msg, "carrier_message_id", r.carrier_message_id)
+        events: list[dict[str, Any]] = []
+        if mid in moved:
+            for key, value in (("status", "sent"), ("reason", None), ("updated_at", now)):
+                set_committed_value(msg, key, value)
+            events.append(status_event(msg, "sent", at=now))
+        out.append((msg, events))
+    return out
 
 
 def record_failed(s: Session, message_id: str, reason: str, carrier: str | None = None,

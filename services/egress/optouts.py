@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.core.db import Database
@@ -43,6 +44,13 @@ def aware(ts: datetime) -> datetime:
 def state_blocks(state: OptOutState | None, accepted_at: datetime) -> bool:
     """An opt-out blocks a message accepted at or after it (a STOP does not recall earlier sends)."""
     return state is not None and state.opted_out and state.changed_at <= aware(accepted_at)
+
+
+def newer(mem: OptOutState | None, db: OptOutState | None) -> OptOutState | None:
+    """The later of the topic view's and the database's state (the view's on a tie)."""
+    if mem is None or (db is not None and db.changed_at > mem.changed_at):
+        return db
+    return mem
 
 
 def db_state(s: Session, tenant_id: str, msisdn: str) -> OptOutState | None:
@@ -75,13 +83,29 @@ class OptOutView:
         elif self.db is not None:
             with self.db.session() as own:
                 db = db_state(own, tenant_id, msisdn)
-        if mem is None or (db is not None and db.changed_at > mem.changed_at):
-            return db
-        return mem
+        return newer(mem, db)
 
     def is_opted_out(self, tenant_id: str, msisdn: str, accepted_at: datetime,
                      s: Session | None = None) -> bool:
         return state_blocks(self.state(tenant_id, msisdn, s), accepted_at)
+
+    def blocked_many(self, s: Session, items: list[tuple[str, str, datetime]]) -> list[bool]:
+        """``is_opted_out`` for many (tenant, msisdn, accepted_at) at once: one database query
+        per tenant in the batch instead of one per message."""
+        by_tenant: dict[str, set[str]] = {}
+        for tenant_id, msisdn, _at in items:
+            by_tenant.setdefault(tenant_id, set()).add(msisdn)
+        db: dict[tuple[str, str], OptOutState] = {}
+        for tenant_id, numbers in by_tenant.items():
+            rows = s.execute(select(OptOut.msisdn, OptOut.opted_out, OptOut.updated_at).where(
+                OptOut.tenant_id == tenant_id, OptOut.msisdn.in_(sorted(numbers))))
+            for msisdn, opted_out, updated_at in rows:
+                db[(tenant_id, msisdn)] = OptOutState(opted_out, aware(updated_at))
+        out = []
+        for tenant_id, msisdn, accepted_at in items:
+            mem = self._states.get(f"{tenant_id}:{msisdn}")
+            out.append(state_blocks(newer(mem, db.get((tenant_id, msisdn))), accepted_at))
+        return out
 
     def __len__(self) -> int:
         return len(self._states)

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 
 from services.core.carriers import Carrier
 from services.core.db import Database
-from services.core.db.migrate import upgrade
 from services.core.db.models import Message, MessageEvent, OptOut, PendingDlr, Tenant
 from services.core.messages import message_id_for
 from services.core.schemas import encode, new_event
@@ -34,16 +33,19 @@ class FakeOptOuts:
     def __init__(self) -> None:
         self.stops: dict[tuple[str, str], datetime] = {}
 
-    def is_opted_out(self, tenant_id, msisdn, accepted_at, s=None) -> bool:
-        at = self.stops.get((tenant_id, msisdn))
-        return at is not None and at <= accepted_at.replace(tzinfo=accepted_at.tzinfo or UTC)
+    def blocked_many(self, s, items) -> list[bool]:
+        out = []
+        for tenant_id, msisdn, accepted_at in items:
+            at = self.stops.get((tenant_id, msisdn))
+            out.append(at is not None and at <= accepted_at.replace(tzinfo=accepted_at.tzinfo or UTC))
+        return out
 
 
 @pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'egress.db'}"
-    upgrade(url)
-    d = Database(url)
+def db(migrated_url):
+    """Each test on SQLite, and on PostgreSQL where one is configured (CI): the batch statements
+    (INSERT ... ON CONFLICT, UPDATE ... RETURNING) differ per dialect."""
+    d = Database(migrated_url)
     yield d
     d.dispose()
 
@@ -254,6 +256,15 @@ def test_the_optout_view_keeps_the_latest_state_and_the_newer_of_topic_and_datab
                      updated_at=T0))
     assert view.is_opted_out("acme", "+14155550123", T0 + timedelta(hours=4))
     assert view.is_opted_out("acme", "+14155550199", T0 + timedelta(seconds=1))  # only in the DB
+    # The batch form gives the same answers, in order, for numbers of several tenants.
+    with db.session() as s:
+        assert view.blocked_many(s, [
+            ("acme", "+14155550123", T0 + timedelta(hours=4)),  # newer DB row: stopped again
+            ("acme", "+14155550123", T0 + timedelta(hours=2)),  # accepted before that STOP
+            ("acme", "+14155550199", T0 + timedelta(seconds=1)),  # only in the DB
+            ("acme", "+14155550100", T0 + timedelta(seconds=1)),  # never stopped
+            ("other", "+14155550199", T0 + timedelta(seconds=1)),  # another tenant's number
+        ]) == [True, False, True, False, False]
     view.apply(b"acme:+14155550123", None)  # tombstone
     assert len(view) == 0
     assert not state_blocks(None, T0)
@@ -384,3 +395,73 @@ def test_a_dlr_and_the_submit_response_racing_in_two_sessions_end_delivered(db, 
         s2.close()
     with db.session() as s:
         assert s.get(Message, ev["message_id"]).status == "delivered"
+
+
+def test_a_mixed_batch_is_decided_per_message_in_order(db, optouts):
+    optouts.stops[("acme", "+14155550999")] = T0 - timedelta(minutes=1)
+    done = outbound("done-1")
+    first = accept(db, optouts, done)
+    assert first.plan is not None
+    assert statuses(sent(db, first.plan.submission.message_id, cmid="SM-done")) == ["sent"]
+    batch = [
+        outbound("new-1"),
+        outbound("stopped", to="+14155550999"),
+        outbound("late", expires_at=ts(T0 - timedelta(seconds=1))),
+        outbound("new-1"),  # the same request again in the batch
+        {**done, "event_id": str(uuid.uuid4())},  # redelivered after it was sent
+        outbound("cn", to="+8613800138000", text="你好" * 150),
+    ]
+    with db.session() as s:
+        ds = domain.accept_batch(s, batch, optouts=optouts, carriers=CARRIERS, now=T0 + timedelta(seconds=1))
+    assert len(ds) == len(batch)
+    assert ds[0].plan is not None and statuses(ds[0].statuses) == ["accepted"]
+    assert ds[1].plan is None and statuses(ds[1].statuses) == ["accepted", "suppressed"]
+    assert ds[2].plan is None and statuses(ds[2].statuses) == ["accepted", "expired"]
+    assert ds[3].duplicate and ds[3].plan is None and ds[3].statuses == []
+    assert ds[4].duplicate and statuses(ds[4].statuses) == ["sent"]  # its status again, not a send
+    assert ds[5].plan.submission.encoding == "ucs2" and ds[5].plan.submission.segments == 5
+    assert row(db, ds[5].plan.submission.message_id).segments == 5  # kept for billing
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 5
+        assert s.scalar(select(func.count()).select_from(MessageEvent)
+                        .where(MessageEvent.status == "accepted")) == 5
+
+
+def test_a_batch_of_submit_responses_moves_each_once_and_keeps_a_settled_one_settled(db, optouts):
+    mids = [accept(db, optouts, outbound(f"r-{i}")).plan.submission.message_id for i in range(3)]
+    # the carrier's DLR for the second one, echoing our id, won the race with its submit response
+    assert statuses(handle(db, delivery(cmid="SM-b", message_id=mids[1]))) == ["delivered"]
+    # and one for the third arrived with only the carrier's id: kept pending
+    assert handle(db, delivery(cmid="SM-c")) == []
+    with db.session() as s:
+        recorded = domain.record_sent_batch(s, [(mids[0], SubmitResult("SM-a", "sim")),
+                                                (mids[1], SubmitResult("SM-b", "sim")),
+                                                (mids[2], SubmitResult("SM-c", "sim"))],
+                                            now=T0 + timedelta(seconds=2))
+        late = dlr.match_pending_many(s, [m for m, _ in recorded])
+    assert [statuses(events) for _, events in recorded] == [["sent"], [], ["sent"]]
+    assert statuses(late) == ["delivered"] and late[0]["message_id"] == mids[2]
+    assert [(row(db, m).status, row(db, m).carrier_message_id) for m in mids] == [
+        ("sent", "SM-a"), ("delivered", "SM-b"), ("delivered", "SM-c")]
+    with db.session() as s:  # the same responses again (a retried batch) change nothing
+        again = domain.record_sent_batch(s, [(mids[0], SubmitResult("SM-a", "sim"))])
+        assert again[0][1] == []
+        assert s.scalar(select(func.count()).select_from(MessageEvent)
+                        .where(MessageEvent.status == "sent")) == 2
+
+
+def test_a_batch_of_reports_is_matched_with_one_lookup_and_applied_in_order(db, optouts):
+    mids = [accept(db, optouts, outbound(f"d-{i}")).plan.submission.message_id for i in range(2)]
+    for i, mid in enumerate(mids):
+        sent(db, mid, cmid=f"SM-{i}")
+    batch = [delivery(cmid="SM-0"), delivery(cmid="SM-1", status="undeliverable", error_code="1"),
+             delivery(cmid="SM-0"),  # the same report again
+             delivery(cmid="SM-x"),  # nobody's yet: kept pending
+             delivery(cmid="SM-1", status="accepted")]  # not final: says nothing
+    with db.session() as s:
+        out = dlr.handle_deliveries(s, batch)
+    assert [(e["message_id"], e["status"]) for e in out] == [(mids[0], "delivered"), (mids[1], "failed")]
+    assert "error 1" in out[1]["reason"]
+    assert [row(db, m).status for m in mids] == ["delivered", "failed"]
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(PendingDlr)) == 1
