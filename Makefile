@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install kafka-fetch kafka-up kafka-down topics migrate run test test-unit \
-        test-integration test-e2e bench bench-quick lint settings clean
+        test-integration test-e2e bench bench-quick bench-profile lint settings clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -53,6 +53,9 @@ bench: install ## Full benchmark suite; writes bench/results/
 
 bench-quick: install ## Benchmarks in under two minutes
 	$(BIN)/python -m bench.run --mode quick
+
+bench-profile: install ## py-spy over ingress, router and egress on the inbound path
+	$(BIN)/python -m bench.profile
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check services tests deploy

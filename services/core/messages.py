@@ -4,10 +4,12 @@ transitions. Ingress and egress both use this; egress is the one that moves stat
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -147,6 +149,45 @@ def transition(s: Session, msg: Message, status: str, *, reason: str | None = No
             return True
         s.refresh(msg)  # another writer moved it first
     return False
+
+
+@dataclass
+class Move:
+    """One requested status change for ``transition_many``."""
+
+    msg: Message
+    status: str
+    at: datetime
+    reason: str | None = None
+
+
+def transition_many(s: Session, moves: list[Move]) -> list[Move]:
+    """``transition`` for many messages (each at most once) in one conditional
+    ``UPDATE ... RETURNING`` per (from, to) pair and one insert of their history rows. Returns the
+    moves that happened; a message another writer moved first is left as it is (its move is not
+    returned), as ``transition`` would after re-reading it."""
+    groups: dict[tuple[str, str], list[Move]] = defaultdict(list)
+    for m in moves:
+        if m.status in TRANSITIONS.get(m.msg.status, set()):
+            groups[(m.msg.status, m.status)].append(m)
+    t = Message.__table__
+    done: list[Move] = []
+    for (seen, status), group in groups.items():
+        by_id = {m.msg.id: m for m in group}
+        stmt = update(t).where(t.c.id.in_(list(by_id)), t.c.status == seen).values(
+            status=status,
+            updated_at=case(*[(t.c.id == i, literal(m.at, t.c.updated_at.type)) for i, m in by_id.items()]),
+            reason=case(*[(t.c.id == i, literal(m.reason, t.c.reason.type)) for i, m in by_id.items()]),
+        ).returning(t.c.id)
+        moved = [by_id[i] for i in s.execute(stmt).scalars()]
+        insert_ignoring_conflicts(s, MessageEvent, [
+            {"event_id": f"{m.msg.id}:{status}", "message_id": m.msg.id, "status": status,
+             "reason": m.reason, "carrier": None, "occurred_at": m.at} for m in moved])
+        for m in moved:
+            for key, value in (("status", status), ("reason", m.reason), ("updated_at", m.at)):
+                set_committed_value(m.msg, key, value)
+        done += moved
+    return done
 
 
 def history(s: Session, message_id: str) -> list[dict[str, Any]]:

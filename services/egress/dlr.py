@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.core.db.models import Message, PendingDlr
-from services.core.messages import parse_ts
-from services.egress.domain import move
+from services.core.messages import Move, parse_ts, transition_many
+from services.egress.domain import move, status_event
 from services.egress.optouts import aware
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,43 @@ def find_message(s: Session, event: dict[str, Any], by_ref: Refs | None = None) 
 
 
 def handle_deliveries(s: Session, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A batch of sms.delivery events, in order -> the status events of what they caused."""
-    by_ref = messages_by_ref(s, [e for e in events if e["status"] in DLR_STATUS])
-    return [st for event in events for st in handle_delivery(s, event, by_ref)]
+    """A batch of sms.delivery events -> the status events of what they caused.
+
+    The usual report (the first final one of the batch for a message known by its carrier id)
+    is applied set-based, in a few statements for the whole batch; the others (unknown ids,
+    echoed references, a second report for the same message) one at a time after them, so each
+    message sees its reports in the order they came.
+    """
+    finals = [e for e in events if e["status"] in DLR_STATUS]
+    by_ref = messages_by_ref(s, finals)
+    # Reports that echo our reference and came before the submit response was recorded.
+    echoed = sorted({e["message_id"] for e in finals if e.get("message_id")
+                     and (e["carrier"], e["carrier_message_id"]) not in by_ref})
+    by_id = {m.id: m for m in s.scalars(select(Message).where(Message.id.in_(echoed)))} if echoed else {}
+    bulk: list[Move] = []
+    rest: list[dict[str, Any]] = []
+    claimed: set[str] = set()
+    for event in events:
+        ref = (event["carrier"], event["carrier_message_id"])
+        msg = by_ref.get(ref)
+        target = DLR_STATUS.get(event["status"])
+        if msg is None and target is not None:
+            ours = by_id.get(event.get("message_id") or "")
+            if ours is not None and ours.carrier_message_id is None:
+                ours.carrier, ours.carrier_message_id = ref  # the submit response will agree
+                msg = by_ref[ref] = ours
+        if msg is None or target is None or msg.id in claimed:
+            rest.append(event)
+            continue
+        claimed.add(msg.id)
+        at = max(aware(parse_ts(event["reported_at"])), aware(msg.updated_at))
+        reason = _reason(event["carrier"], event["status"], event.get("error_code"))
+        bulk.append(Move(msg, target, at, reason))
+    moved = transition_many(s, bulk)
+    DLR_OUTCOMES.labels("applied").inc(len(moved))
+    DLR_OUTCOMES.labels("no_change").inc(len(bulk) - len(moved))
+    out = [status_event(m.msg, m.status, reason=m.reason, at=m.at) for m in moved]
+    return out + [st for event in rest for st in handle_delivery(s, event, by_ref)]
 
 
 def handle_delivery(s: Session, event: dict[str, Any], by_ref: Refs | None = None) -> list[dict[str, Any]]:

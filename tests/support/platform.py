@@ -62,7 +62,9 @@ def start_platform(stack: Stack, tmp: Path, *, egress_workers: int = 1, **env: s
     carriers.write_text(json.dumps({"carriers": [{
         "name": "sim", "kind": "http", "submit_url": f"http://127.0.0.1:{sim_port}/submit",
         "api_token": TOKEN, "webhook_auth": "hmac", "webhook_secret": SECRET, "prefixes": ["+"],
-        "priority": 10, "rate_per_second": 1000, "timeout_s": 3}]}))
+        "priority": 10, "rate_per_second": 1000, "timeout_s": 3,
+        # a carrier on the same host answers in about a millisecond: a few connections carry it
+        "options": {"max_connections": 4}}]}))
     common = {"HERALD_CARRIERS_FILE": str(carriers), **env}
     sim = stack.start("services.simulator", port=sim_port, health=False,
                       HERALD_SIM_PORT=str(sim_port), HERALD_SIM_DLR_DELAY_MS="100",

@@ -465,3 +465,35 @@ def test_a_batch_of_reports_is_matched_with_one_lookup_and_applied_in_order(db, 
     assert [row(db, m).status for m in mids] == ["delivered", "failed"]
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(PendingDlr)) == 1
+
+
+def test_a_bulk_move_leaves_a_message_another_writer_moved_first(db, optouts):
+    from services.core.messages import Move, transition_many
+
+    mids = [accept(db, optouts, outbound(f"m-{i}")).plan.submission.message_id for i in range(2)]
+    for i, mid in enumerate(mids):
+        sent(db, mid, cmid=f"SM-{i}")
+    at = T0 + timedelta(seconds=5)
+    with db.session() as s:
+        stale = [s.get(Message, mid) for mid in mids]  # both read as 'sent'
+        with db.session() as other:  # meanwhile another writer fails the first one
+            assert statuses(dlr.handle_delivery(other, delivery(cmid="SM-0", status="rejected"))) == ["failed"]
+        moved = transition_many(s, [Move(m, "delivered", at) for m in stale])
+        assert [m.msg.id for m in moved] == [mids[1]]
+        assert stale[1].status == "delivered"
+    assert [row(db, m).status for m in mids] == ["failed", "delivered"]
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(MessageEvent)
+                        .where(MessageEvent.status == "delivered")) == 1
+
+
+def test_reports_echoing_our_ids_before_the_submit_responses_are_applied_as_a_batch(db, optouts):
+    mids = [accept(db, optouts, outbound(f"e-{i}")).plan.submission.message_id for i in range(3)]
+    batch = [delivery(cmid=f"SM-e{i}", message_id=mid) for i, mid in enumerate(mids)]
+    batch.append(delivery(cmid="SM-e0", message_id=mids[0]))  # the first one again
+    with db.session() as s:
+        out = dlr.handle_deliveries(s, batch)
+    assert sorted((e["message_id"], e["status"]) for e in out) == sorted((m, "delivered") for m in mids)
+    assert [(row(db, m).status, row(db, m).carrier_message_id) for m in mids] == [
+        ("delivered", f"SM-e{i}") for i in range(3)]
+    assert sent(db, mids[0], cmid="SM-e0") == []  # the submit response after it: no 'sent'
