@@ -218,9 +218,10 @@ def verification_path(bootstrap: str, quick: bool) -> list[dict]:
         if m:
             rows.append({"figure": f"codes generated+stored ({m.group(1)})",
                          "per_s": float(m.group(2).replace(",", "")), "spread": 0.0})
-        m = re.search(r"end to end: ([\d,]+)/([\d,]+) verifications answered in [\d.]+s = ([\d,]+)/s", line)
+        m = re.search(r"end to end: ([\d,]+)/([\d,]+) verifications answered and in the ledger "
+                      r"in [\d.]+s = ([\d,]+)/s", line)
         if m:
-            rows.append({"figure": "verifications end to end, 2 verifier workers",
+            rows.append({"figure": "verifications + points entries, 2+2 workers",
                          "per_s": float(m.group(3).replace(",", "")), "spread": 0.0,
                          "completed": f"{m.group(1)}/{m.group(2)}"})
     if not rows:
