@@ -10,13 +10,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import case, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .db.models import Message, MessageEvent
+from .db.schemes import insert_ignore
 
 _NS = uuid.UUID("5d1c4a8e-3f0b-4c52-9d0e-6b7e2a1f9c30")
 
@@ -82,10 +81,8 @@ def record_accepted(s: Session, event: dict[str, Any]) -> tuple[Message, bool]:
 
 def insert_ignoring_conflicts(s: Session, model: type, rows: list[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING of many rows in one executemany (PostgreSQL, SQLite)."""
-    if not rows:
-        return
-    insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
-    s.execute(insert(model.__table__).on_conflict_do_nothing(), rows)
+    if rows:
+        s.execute(insert_ignore(s, model), rows)
 
 
 def _row(event: dict[str, Any]) -> dict[str, Any]:

@@ -128,12 +128,16 @@ def accept_batch(s: Session, events: list[dict[str, Any]], *, optouts: OptOutLoo
                if (e.get("attributes") or {}).get("kind") != "optout_confirmation"]
     verdicts = optouts.blocked_many(s, [(m.tenant_id, m.recipient, m.accepted_at) for _, _, m in checked])
     blocked = {i for (i, _, _), b in zip(checked, verdicts, strict=True) if b}
+    # One query for the batch's tenants (the session's identity map holds rows weakly, so a
+    # get() per message would load the same tenant again and again).
+    ids = sorted({m.tenant_id for _, _, m in todo})
+    tenants = {t.id: t for t in s.scalars(select(Tenant).where(Tenant.id.in_(ids)))} if ids else {}
     for i, event, msg in todo:
-        decisions[i] = _decide(s, event, msg, i in blocked, carriers, now)
+        decisions[i] = _decide(s, event, msg, i in blocked, tenants.get(msg.tenant_id), carriers, now)
     return [d for d in decisions if d is not None]
 
 
-def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool,
+def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool, tenant: Tenant | None,
             carriers: dict[str, Carrier], now: datetime) -> Decision:
     # Still 'accepted': ingress recorded it, or a previous try stopped before the carrier
     # answered; either way it still has to go out, and 'accepted' is announced (with a stable
@@ -156,7 +160,6 @@ def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool,
     seg = segment(text)
     msg.encoding, msg.segments = seg.encoding, seg.count  # kept on the row for billing
 
-    tenant = s.get(Tenant, msg.tenant_id)
     preference = event.get("carrier_preference") or (tenant.carrier_preference if tenant else None)
     chosen = route(carriers, msg.recipient, preference)
     if not chosen:

@@ -167,57 +167,76 @@ class Ledger:
         known = {(x.tenant_id, x.source_event_id): x for x in s.scalars(
             select(LedgerEntry).where(LedgerEntry.tenant_id.in_(tenants),
                                       LedgerEntry.source_event_id.in_(sources)))}
+        ordered = by_member(events)
+        fresh: dict[tuple[str, str], dict[str, Any]] = {}  # first sight of each cause in the batch
+        for ev in ordered:
+            key = (ev["tenant_id"], ev["source_event_id"])
+            if key not in known and key not in fresh:
+                fresh[key] = ev
+        crossed = self._credit_many(s, list(fresh.values()), known)
         outs: list[Out] = []
-        for ev in by_member(events):
-            outs.extend(self.award(s, ev, known))
+        for ev in ordered:
+            key = (ev["tenant_id"], ev["source_event_id"])
+            if fresh.get(key) is ev:
+                outs.extend(self._award_replies(s, known[key], crossed.get(key, [])))
+            else:  # seen before, in an earlier batch or earlier in this one
+                if self.on_redelivery is not None:
+                    self.on_redelivery("award")
+                outs.extend(self._award_replies(s, known[key]))
         return outs
 
-    def award(self, s: Session, ev: dict[str, Any], known: dict | None = None) -> list[Out]:
-        """Credit the award once; ``known`` holds the entries of the batch's causes looked up
-        in one query (None: look this one up)."""
-        tenant, member, points = ev["tenant_id"], ev["member"], int(ev["points"])
-        source = ev["source_event_id"]
-        if known is None:
-            entry = s.scalar(select(LedgerEntry).where(LedgerEntry.tenant_id == tenant,
-                                                       LedgerEntry.source_event_id == source))
-        else:
-            entry = known.get((tenant, source))
-        if entry is None:
-            new = self._credit(s, tenant, member, points)
-            entry = LedgerEntry(entry_id=ev["entry_id"], tenant_id=tenant, member=member, points=points,
-                                kind="award", reason=ev["reason"], product=ev.get("product"),
-                                source_event_id=source, reply_from=ev.get("reply_from"), balance_after=new,
-                                created_at=datetime.now(UTC))
-            # A Core insert: the entry object stays outside the session (its id is not needed).
-            s.execute(insert(LedgerEntry.__table__).values(
-                {c.key: getattr(entry, c.key) for c in LedgerEntry.__table__.columns if c.key != "id"}))
-            if known is not None:
-                known[(tenant, source)] = entry
-            old, crossed = new - points, []
-            for threshold in self.program(s, tenant).thresholds:
-                if old < threshold <= new:
-                    done = s.execute(insert_ignore(s, ThresholdNotification).values(
-                        tenant_id=tenant, member=member, threshold=threshold, entry_id=entry.entry_id,
-                        created_at=datetime.now(UTC)).returning(ThresholdNotification.__table__.c.id))
-                    if done.first() is not None:  # not told before
-                        crossed.append(threshold)
-            return self._award_replies(s, entry, crossed)
-        if self.on_redelivery is not None:
-            self.on_redelivery("award")
-        return self._award_replies(s, entry)
-
-    def _credit(self, s: Session, tenant: str, member: str, points: int) -> int:
-        """Add to the member's running balance in one atomic statement; returns the new balance."""
+    def _credit_many(self, s: Session, events: list[dict[str, Any]],
+                     known: dict[tuple[str, str], LedgerEntry]) -> dict[tuple[str, str], list[int]]:
+        """Credit new awards (in member order) in three statements whatever their number: one
+        multi-row upsert of the accounts' running balances, one insert of the entries, and the
+        threshold notifications they cross (rare). Adds the entries to ``known``; returns the
+        thresholds each crossed."""
+        if not events:
+            return {}
+        totals: dict[tuple[str, str], int] = {}
+        for ev in events:
+            acct = (ev["tenant_id"], ev["member"])
+            totals[acct] = totals.get(acct, 0) + int(ev["points"])
+        now = datetime.now(UTC)
         accounts = LedgerAccount.__table__
         dialect = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(accounts).values(tenant_id=tenant, member=member, balance=points,
-                                               updated_at=datetime.now(UTC))
+        values = [{"tenant_id": t, "member": m, "balance": pts, "updated_at": now}
+                  for (t, m), pts in totals.items()]
+        stmt = dialect.insert(accounts).values(values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[accounts.c.tenant_id, accounts.c.member],
             set_={"balance": accounts.c.balance + stmt.excluded.balance,
                   "updated_at": stmt.excluded.updated_at},
-        ).returning(accounts.c.balance)
-        return int(s.execute(stmt).scalar_one())
+        ).returning(accounts.c.tenant_id, accounts.c.member, accounts.c.balance)
+        # Each account's balance before this batch; the entries then add up from there in order.
+        running = {(t, m): int(b) - totals[(t, m)] for t, m, b in s.execute(stmt)}
+        rows, crossed = [], {}
+        columns = [c for c in LedgerEntry.__table__.columns if c.key != "id"]
+        for ev in events:
+            tenant, member, points = ev["tenant_id"], ev["member"], int(ev["points"])
+            old = running[(tenant, member)]
+            new = running[(tenant, member)] = old + points
+            entry = LedgerEntry(entry_id=ev["entry_id"], tenant_id=tenant, member=member, points=points,
+                                kind="award", reason=ev["reason"], product=ev.get("product"),
+                                source_event_id=ev["source_event_id"], reply_from=ev.get("reply_from"),
+                                balance_after=new, created_at=now)
+            known[(tenant, ev["source_event_id"])] = entry
+            rows.append({c.key: getattr(entry, c.key) for c in columns})
+            passed = [t for t in self.program(s, tenant).thresholds if old < t <= new]
+            if passed:
+                crossed[(tenant, ev["source_event_id"])] = passed
+        # A Core insert: the entry objects stay outside the session (their ids are not needed).
+        s.execute(insert(LedgerEntry.__table__), rows)
+        told: dict[tuple[str, str], list[int]] = {}
+        for key, passed in crossed.items():
+            entry = known[key]
+            for threshold in passed:
+                done = s.execute(insert_ignore(s, ThresholdNotification).values(
+                    tenant_id=entry.tenant_id, member=entry.member, threshold=threshold,
+                    entry_id=entry.entry_id, created_at=now).returning(ThresholdNotification.__table__.c.id))
+                if done.first() is not None:  # not told before
+                    told.setdefault(key, []).append(threshold)
+        return told
 
     def _award_replies(self, s: Session, entry: LedgerEntry, crossed: list[int] | None = None) -> list[Out]:
         """The confirmation (if the programme sends them) and the threshold notifications the
