@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 from services.core.db.migrate import downgrade, upgrade
 from services.core.db.session import make_engine
 from services.core.schemas import encode, new_event
-from services.core.topics import OPTOUTS, all_specs, ensure_topics
+from services.core.topics import OPTOUTS, all_specs, ensure_topics, wait_for_topics
 from tests.support.infra import Stack, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
@@ -47,6 +47,34 @@ def test_topic_catalogue_is_created_once_and_again_changes_nothing(broker):
     ensure_topics(s.settings(topic_partitions=4))
     wait_until(lambda: len(admin.list_topics(timeout=10).topics[s.topic("sms.inbound")].partitions)
                == 4, 15, what="sms.inbound grown to 4 partitions")
+
+
+def test_topics_are_visible_when_ensure_topics_returns_and_a_missing_one_is_named(broker):
+    s = Stack(broker.bootstrap, "sqlite://")
+    ensure_topics(s.settings(topic_partitions=3))
+    # no wait here: visible, with every partition led, the moment ensure_topics returns
+    md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10).topics
+    for spec in all_specs():
+        topic = md[s.topic(spec.name)]
+        assert topic.error is None and all(p.leader >= 0 for p in topic.partitions.values())
+    wait_for_topics(broker.bootstrap, {s.topic("sms.inbound"): 3}, timeout=5)
+    with pytest.raises(TimeoutError, match=r"nobody\.sms\.inbound"):
+        wait_for_topics(broker.bootstrap, ["nobody.sms.inbound", s.topic("sms.inbound")], timeout=1)
+    with pytest.raises(TimeoutError, match="sms.inbound"):  # fewer partitions than asked for
+        wait_for_topics(broker.bootstrap, {s.topic("sms.inbound"): 5}, timeout=1)
+
+
+def test_a_processor_whose_topics_do_not_exist_stops_with_a_clear_message(broker, tmp_path):
+    s = Stack(broker.bootstrap, f"sqlite:///{tmp_path / 'h.db'}")  # no topics made for this prefix
+    upgrade(s.database_url)
+    proc = s.start("services.router", health=False, HERALD_TOPIC_WAIT_S="2")
+    try:
+        proc.popen.wait(60)
+        log = proc.log_path.read_text()
+        assert proc.popen.returncode != 0
+        assert f"{s.prefix}sms.inbound" in log and "make topics" in log
+    finally:
+        s.stop_all()
 
 
 def test_an_event_produced_with_confluent_kafka_is_read_by_a_faust_agent_and_bad_bytes_reach_the_dlq(stack):
