@@ -279,10 +279,11 @@ class Verifier:
             product = self.catalogue.product(s, q.product_id)
             if q.points > 0:
                 outs.append(self._points(q, product.slug))
-            if b is not None and q.submission_id in b.cards:
-                card = b.cards[q.submission_id]
-                tier_id = b.draws[q.submission_id].tier_id
-            else:
+            if b is not None and q.submission_id in b.queries:
+                # Made in this batch: its draw (if any) and card (if won) are in the batch.
+                card = b.cards.get(q.submission_id)
+                tier_id = b.draws[q.submission_id].tier_id if card is not None else None
+            else:  # a redelivery: look up what its first handling won
                 card = card_of(s, q.submission_id)
                 tier_id = s.scalar(select(Draw.tier_id).where(Draw.submission_id == q.submission_id)) \
                     if card is not None else None
