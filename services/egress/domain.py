@@ -192,9 +192,12 @@ def record_sent_batch(s: Session, results: list[tuple[str, SubmitResult]],
             raise LookupError(f"message {mid} vanished after it was sent")
     t = Message.__table__
     # The carrier id is kept even when a DLR that echoed our reference already settled it.
+    # Rows are updated in id order, the order the IN-list updates lock them in too, so two
+    # transactions over the same messages (PostgreSQL) queue rather than deadlock.
     s.execute(update(t).where(t.c.id == bindparam("mid"))
               .values(carrier=bindparam("c"), carrier_message_id=bindparam("cmid")),
-              [{"mid": mid, "c": r.carrier, "cmid": r.carrier_message_id} for mid, r in results])
+              [{"mid": mid, "c": r.carrier, "cmid": r.carrier_message_id}
+               for mid, r in sorted(results, key=lambda pair: pair[0])])
     moved = set(s.execute(update(t).where(t.c.id.in_(ids), t.c.status == "accepted")
                           .values(status="sent", reason=None, updated_at=now)
                           .returning(t.c.id)).scalars())
