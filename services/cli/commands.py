@@ -230,7 +230,7 @@ def cmd_tail(args: argparse.Namespace, s: Settings) -> int:
         raise CliError(f"{args.tenant!r} is not a tenant id", USAGE)
     kinds = ["inbound", "status"] + (["dlq"] if args.dlq else [])
     names = [s.topic(f"tenant.{args.tenant}.{k}") for k in kinds]
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"herald-cli-{uuid.uuid4().hex}",
+    c = Consumer({**s.kafka_config(), "group.id": f"herald-cli-{uuid.uuid4().hex}",
                   "enable.auto.commit": False,
                   "auto.offset.reset": "earliest" if args.from_beginning else "latest"})
     try:

@@ -14,8 +14,9 @@ from .db import Database
 class HealthCheck:
     """Checks are cheap and cached for a second so a busy prober cannot load the broker."""
 
-    def __init__(self, bootstrap: str, db: Database | None) -> None:
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    def __init__(self, kafka: dict[str, Any], db: Database | None) -> None:
+        """``kafka``: the confluent client settings (``Settings.kafka_config()``)."""
+        self._admin = AdminClient({**kafka, "socket.timeout.ms": 2000})
         self._db = db
         self._cached: tuple[float, dict[str, Any]] | None = None
 

@@ -17,7 +17,7 @@ class AsyncProducer:
     def __init__(self, settings: Settings, **config: Any) -> None:
         self.settings = settings
         conf = {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **settings.kafka_config(),
             "enable.idempotence": True,  # acks=all, no duplicates from internal retries
             "linger.ms": 2,
             "compression.type": "lz4",

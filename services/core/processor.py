@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 import re
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -112,13 +113,18 @@ class Processor:
             producer_linger_ms=2,
             web_access_log=None,
             Worker=QuietWorker,
+            broker_credentials=faust.SASLCredentials(
+                username=s.kafka_username, password=s.kafka_password.get_secret_value(),
+                mechanism=s.kafka_sasl_mechanism,
+                ssl_context=ssl.create_default_context() if s.kafka_security_protocol == "SASL_SSL" else None,
+            ) if s.kafka_sasl else None,
             # a topic that appears (or grows) after start is noticed within this, not 5 minutes
             consumer_metadata_max_age_ms=30_000,
         )
         Path(self.app.conf.datadir).mkdir(parents=True, exist_ok=True)
         self._topics: dict[str, faust.TopicT] = {}
         self._sources: list[str] = []  # full names of the topics the agents consume
-        self.health = HealthCheck(s.kafka_bootstrap, self.db)
+        self.health = HealthCheck(s.kafka_config(), self.db)
         self._install_pages()
 
     # -- topics and sending -------------------------------------------------------------------
@@ -269,7 +275,7 @@ class Processor:
         if self._sources:
             # A consumer group formed before its topics are visible gets no partitions.
             try:
-                wait_for_topics(self.settings.kafka_bootstrap, self._sources,
+                wait_for_topics(self.settings.kafka_config(), self._sources,
                                 self.settings.topic_wait_s)
             except TimeoutError as exc:
                 sys.exit(f"{self.name}: {exc} (create them with `make topics`)")
@@ -311,7 +317,7 @@ class PatternConsumer(mode.Service):
         self.dlq_for, self.tenant_for = dlq_for, tenant_for
         self.is_async = inspect.iscoroutinefunction(handler)
         self.config = {
-            "bootstrap.servers": s.kafka_bootstrap,
+            **s.kafka_config(),
             "group.id": f"{s.topic_prefix}herald-{p.name}-{name}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

@@ -8,8 +8,9 @@ overridden from the environment with the ``HERALD_`` prefix, e.g. ``HERALD_KAFKA
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +18,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (host:port,...)")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How processors connect to the broker (SASL_* with the user below)")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-256", description="SASL mechanism when the protocol is SASL_*")
+    kafka_username: str = Field("", description="SASL user of Herald's processors")
+    kafka_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged)")
     topic_partitions: int = Field(3, ge=1, description="Partitions of each pipeline topic when created")
     topic_prefix: str = Field("", description="Prefix for every topic name (lets test runs share a broker)")
     database_url: str = Field(
@@ -76,6 +83,21 @@ class Settings(BaseSettings):
         if v not in {"debug", "info", "warn", "error", "crit"}:
             raise ValueError("log_level must be one of debug, info, warn, error, crit")
         return v
+
+    @property
+    def kafka_sasl(self) -> bool:
+        return self.kafka_security_protocol != "PLAINTEXT"
+
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        """confluent-kafka client settings: the bootstrap servers and, on a SASL broker, the
+        credentials. Every confluent client in Herald is made from this."""
+        cfg: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        if self.kafka_sasl:
+            cfg.update({"security.protocol": self.kafka_security_protocol,
+                        "sasl.mechanism": self.kafka_sasl_mechanism,
+                        "sasl.username": self.kafka_username,
+                        "sasl.password": self.kafka_password.get_secret_value()})
+        return cfg | extra
 
     def topic(self, name: str) -> str:
         """The broker-side name of a catalogue topic."""

@@ -114,7 +114,7 @@ def ensure_topics(settings: Settings | None = None, extra: tuple[TopicSpec, ...]
     Idempotent: topics that exist are left as they are. Returns the names it created.
     """
     settings = settings or get_settings()
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_config())
     existing = admin.list_topics(timeout=timeout).topics
     new: list[NewTopic] = []
     grow: list[NewPartitions] = []
@@ -138,11 +138,11 @@ def ensure_topics(settings: Settings | None = None, extra: tuple[TopicSpec, ...]
         fut.result()
     wanted = {settings.topic(spec.name): spec.partitions or settings.topic_partitions
               for spec in all_specs(extra)}
-    wait_for_topics(settings.kafka_bootstrap, wanted, timeout, admin=admin)
+    wait_for_topics(settings.kafka_config(), wanted, timeout, admin=admin)
     return created
 
 
-def wait_for_topics(bootstrap: str, wanted: dict[str, int] | list[str], timeout: float = 30.0,
+def wait_for_topics(kafka: str | dict, wanted: dict[str, int] | list[str], timeout: float = 30.0,
                     admin: AdminClient | None = None) -> None:
     """Return once the broker's metadata shows each topic (with at least the given number of
     partitions, each with a leader); raise TimeoutError naming the missing ones.
@@ -151,8 +151,10 @@ def wait_for_topics(bootstrap: str, wanted: dict[str, int] | list[str], timeout:
     a moment; a consumer group that forms in that moment is assigned nothing and would sit idle
     until its next metadata refresh. Creating topics and starting processors both wait here.
     """
+    config = {"bootstrap.servers": kafka} if isinstance(kafka, str) else kafka
+    bootstrap = config["bootstrap.servers"]
     need = dict(wanted) if isinstance(wanted, dict) else {name: 1 for name in wanted}
-    admin = admin or AdminClient({"bootstrap.servers": bootstrap})
+    admin = admin or AdminClient(config)
     deadline = time.monotonic() + timeout
     missing = sorted(need)
     while True:

@@ -165,7 +165,7 @@ class OptOutView:
             # group.id is required by librdkafka, but with assign() and no commits the group is
             # never joined: every worker reads every partition.
             consumer = Consumer({
-                "bootstrap.servers": self.settings.kafka_bootstrap,
+                **self.settings.kafka_config(),
                 "group.id": f"herald-egress-optouts-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,

@@ -301,7 +301,7 @@ async def create_app(settings: Settings | None = None) -> web.Application:
     ing = Ingress(s, db, producer, load_carriers(s.carriers_file))
 
     app = web.Application(client_max_size=2 * 1024 * 1024)
-    add_health_routes(app, NAME, HealthCheck(s.kafka_bootstrap, db))
+    add_health_routes(app, NAME, HealthCheck(s.kafka_config(), db))
     app.router.add_post("/carriers/{carrier}/mo", ing.mo)
     app.router.add_post("/carriers/{carrier}/dlr", ing.dlr)
     app.router.add_post("/v1/messages", ing.send)

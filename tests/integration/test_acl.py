@@ -138,3 +138,47 @@ def test_wrong_passwords_and_removed_tenants_are_refused(secure_broker):
     assert acl(b, "tenant", "remove", "gamma").returncode == 0
     with pytest.raises(KafkaException):
         AdminClient({"bootstrap.servers": b, **gamma}).list_topics(timeout=5)
+
+
+def test_herald_processors_log_in_to_a_sasl_broker_with_their_own_user(secure_broker, tmp_path):
+    """A processor given HERALD_KAFKA_* credentials consumes and produces through the SCRAM
+    listener (Faust/aiokafka and confluent clients alike), and never logs the password."""
+    from services.core.db.migrate import upgrade
+    from services.core.settings import Settings
+    from services.core.topics import ensure_topics
+    from tests.support.infra import Stack, wait_until
+
+    creds = {"HERALD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "HERALD_KAFKA_USERNAME": "admin",
+             "HERALD_KAFKA_PASSWORD": ADMIN_PASSWORD}
+    stack = Stack(secure_broker, f"sqlite:///{tmp_path / 'h.db'}")
+    settings = Settings(kafka_bootstrap=secure_broker, topic_prefix=stack.prefix,
+                        kafka_security_protocol="SASL_PLAINTEXT", kafka_username="admin",
+                        kafka_password=ADMIN_PASSWORD)
+    assert ADMIN_PASSWORD not in repr(settings)
+    with pytest.raises(KafkaException):  # the listener takes no client without SASL
+        AdminClient({"bootstrap.servers": secure_broker}).list_topics(timeout=3)
+    ensure_topics(settings)  # through SASL too: returns once they are visible
+    upgrade(stack.database_url)
+    router = stack.start("services.router", **creds)  # /health: broker (SASL) and database ok
+    try:
+        p = Producer({"bootstrap.servers": secure_broker, **sasl("admin", ADMIN_PASSWORD)})
+        p.produce(stack.topic("sms.inbound"), b"{not json", key=b"k")
+        assert p.flush(15) == 0
+        c = Consumer({"bootstrap.servers": secure_broker, **sasl("admin", ADMIN_PASSWORD),
+                      "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+        c.subscribe([stack.topic("sms.inbound.dlq")])
+        got = []
+
+        def dead_lettered() -> bool:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append(json.loads(msg.value()))
+            return bool(got)
+
+        wait_until(dead_lettered, 90, interval=0.1, what="the bad record in sms.inbound.dlq")
+        c.close()
+        assert got[0]["processor"] == "router" and "JSON" in got[0]["reason"]
+        assert router.alive()
+    finally:
+        stack.stop_all()
+    assert ADMIN_PASSWORD not in router.log_path.read_text()
