@@ -141,16 +141,22 @@ def test_wrong_passwords_and_removed_tenants_are_refused(secure_broker):
 
 
 def test_herald_processors_log_in_to_a_sasl_broker_with_their_own_user(secure_broker, tmp_path):
-    """A processor given HERALD_KAFKA_* credentials consumes and produces through the SCRAM
-    listener (Faust/aiokafka and confluent clients alike), and never logs the password."""
+    """A processor given HERALD_KAFKA_* credentials of the platform user that herald_acl.py sets
+    up consumes and produces through the SCRAM listener (Faust/aiokafka and confluent clients
+    alike) within its ACLs, and never logs the password."""
     from services.core.db.migrate import upgrade
     from services.core.settings import Settings
     from services.core.topics import ensure_topics
     from tests.support.infra import Stack, wait_until
 
-    creds = {"HERALD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "HERALD_KAFKA_USERNAME": "admin",
-             "HERALD_KAFKA_PASSWORD": ADMIN_PASSWORD}
     stack = Stack(secure_broker, f"sqlite:///{tmp_path / 'h.db'}")
+    # The processors' own user, confined to this run's topics and groups (deploy/kafka/acl/).
+    password = "platform-" + uuid.uuid4().hex[:12]
+    done = acl(secure_broker, "--topic-prefix", stack.prefix, "platform", "add", "--user", "herald-test",
+               "--password", password)
+    assert done.returncode == 0, done.stderr
+    creds = {"HERALD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "HERALD_KAFKA_USERNAME": "herald-test",
+             "HERALD_KAFKA_PASSWORD": password}
     settings = Settings(kafka_bootstrap=secure_broker, topic_prefix=stack.prefix,
                         kafka_security_protocol="SASL_PLAINTEXT", kafka_username="admin",
                         kafka_password=ADMIN_PASSWORD)
@@ -181,4 +187,4 @@ def test_herald_processors_log_in_to_a_sasl_broker_with_their_own_user(secure_br
         assert router.alive()
     finally:
         stack.stop_all()
-    assert ADMIN_PASSWORD not in router.log_path.read_text()
+    assert password not in router.log_path.read_text()
