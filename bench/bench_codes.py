@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import event, text  # noqa: E402
+from sqlalchemy import event  # noqa: E402
 
 from services.core.db import Database  # noqa: E402
 from services.core.db.migrate import upgrade  # noqa: E402
@@ -44,6 +44,7 @@ from services.verifier.demo import seed_scheme  # noqa: E402
 from services.verifier.domain import CodeFormat, Verifier  # noqa: E402
 from services.verifier.domain.admin import TierSpec  # noqa: E402
 from services.verifier.domain.codes import CodeHasher, generate_batch  # noqa: E402
+from tests.support.infra import empty_postgres  # noqa: E402
 
 SECRET = "bench-secret"
 
@@ -51,12 +52,7 @@ SECRET = "bench-secret"
 def fresh_database(url: str | None, workdir: Path) -> str:
     if url is None:
         return f"sqlite:///{workdir / 'bench.db'}"
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-        conn.commit()
-    engine.dispose()
+    empty_postgres(url)
     return url
 
 

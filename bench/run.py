@@ -33,7 +33,7 @@ from services.core.db.migrate import upgrade  # noqa: E402
 from services.core.messages import message_id_for  # noqa: E402
 from services.core.topics import ensure_topics  # noqa: E402
 from services.ingress.domain import mo_message_id  # noqa: E402
-from tests.support.infra import Broker, Proc, Stack, wait_until  # noqa: E402
+from tests.support.infra import Broker, Proc, Stack, empty_postgres, wait_until  # noqa: E402
 from tests.support.platform import SECRET, start_platform  # noqa: E402
 from tests.support.seed import seed_tenant  # noqa: E402
 
@@ -174,16 +174,7 @@ def inbound_path(plat, n: int, rate: float | None, concurrency: int = 64) -> dic
 def with_platform(broker: Broker, db_url: str | None, partitions: int, workers: int, fn):
     stack = Stack(broker.bootstrap, db_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
     if db_url and db_url.startswith("postgresql"):
-        from sqlalchemy import text
-
-        from services.core.db.session import make_engine
-
-        eng = make_engine(db_url)
-        with eng.connect() as c:
-            c.execute(text("DROP SCHEMA public CASCADE"))
-            c.execute(text("CREATE SCHEMA public"))
-            c.commit()
-        eng.dispose()
+        empty_postgres(db_url)
     upgrade(stack.database_url)
     ensure_topics(stack.settings(topic_partitions=partitions))
     seed_tenant(stack, "bench", number=NUMBER, keywords=[("INFO", "reply", {"reply_text": "Herald: OK"})])

@@ -34,17 +34,9 @@ def _fresh_url(kind: str, tmp_path_factory) -> str:
         return f"sqlite:///{tmp_path_factory.mktemp('db') / 'herald.db'}"
     if not POSTGRES_URL:
         pytest.fail("CI runs need HERALD_TEST_POSTGRES_URL (set by .ci/run)")
-    from sqlalchemy import create_engine, text
+    from tests.support.infra import empty_postgres
 
-    from services.core.db.session import make_engine
-
-    engine = make_engine(POSTGRES_URL)
-    with engine.connect() as conn:  # a clean schema per use: drop everything
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-        conn.commit()
-    engine.dispose()
-    del create_engine
+    empty_postgres(POSTGRES_URL)  # a clean schema per use
     return POSTGRES_URL
 
 
@@ -52,6 +44,19 @@ def _fresh_url(kind: str, tmp_path_factory) -> str:
 def database_url(request, tmp_path_factory) -> str:
     """An empty database of each kind under test."""
     return _fresh_url(request.param, tmp_path_factory)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path):
+    """A migrated SQLite database of the test's own, disposed at the end."""
+    from services.core.db import Database
+    from services.core.db.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'herald.db'}"
+    upgrade(url)
+    d = Database(url)
+    yield d
+    d.dispose()
 
 
 @pytest.fixture

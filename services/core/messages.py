@@ -156,6 +156,13 @@ class Move:
     status: str
     at: datetime
     reason: str | None = None
+    carrier: str | None = None  # set on the row and the history row when given
+
+
+def _per_row(by_id: dict[str, Move], column, attr: str, **kw: Any):
+    """CASE id WHEN ... THEN <that move's attr> END, typed as ``column``."""
+    return case(*[(Message.__table__.c.id == i, literal(getattr(m, attr), column.type))
+                  for i, m in by_id.items()], **kw)
 
 
 def transition_many(s: Session, moves: list[Move]) -> list[Move]:
@@ -171,18 +178,21 @@ def transition_many(s: Session, moves: list[Move]) -> list[Move]:
     done: list[Move] = []
     for (seen, status), group in groups.items():
         by_id = {m.msg.id: m for m in group}
-        stmt = update(t).where(t.c.id.in_(list(by_id)), t.c.status == seen).values(
-            status=status,
-            updated_at=case(*[(t.c.id == i, literal(m.at, t.c.updated_at.type)) for i, m in by_id.items()]),
-            reason=case(*[(t.c.id == i, literal(m.reason, t.c.reason.type)) for i, m in by_id.items()]),
-        ).returning(t.c.id)
-        moved = [by_id[i] for i in s.execute(stmt).scalars()]
+        values: dict[str, Any] = {"status": status, "updated_at": _per_row(by_id, t.c.updated_at, "at"),
+                                  "reason": _per_row(by_id, t.c.reason, "reason")}
+        if any(m.carrier for m in group):
+            values["carrier"] = _per_row({i: m for i, m in by_id.items() if m.carrier}, t.c.carrier,
+                                         "carrier", else_=t.c.carrier)
+        stmt = update(t).where(t.c.id.in_(list(by_id)), t.c.status == seen).values(**values)
+        moved = [by_id[i] for i in s.execute(stmt.returning(t.c.id)).scalars()]
         insert_ignoring_conflicts(s, MessageEvent, [
             {"event_id": f"{m.msg.id}:{status}", "message_id": m.msg.id, "status": status,
-             "reason": m.reason, "carrier": None, "occurred_at": m.at} for m in moved])
+             "reason": m.reason, "carrier": m.carrier, "occurred_at": m.at} for m in moved])
         for m in moved:
             for key, value in (("status", status), ("reason", m.reason), ("updated_at", m.at)):
                 set_committed_value(m.msg, key, value)
+            if m.carrier:
+                set_committed_value(m.msg, "carrier", m.carrier)
         done += moved
     return done
 

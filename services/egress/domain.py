@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.core.carriers import Carrier, route
-from services.core.db.models import Message, MessageEvent, Tenant
+from services.core.db.models import Message, Tenant
 from services.core.messages import (
-    insert_ignoring_conflicts,
+    Move,
     parse_ts,
     record_accepted,
     record_accepted_many,
     transition,
+    transition_many,
 )
 from services.core.schemas import new_event
 from services.core.sms_encoding import segment
@@ -198,24 +199,13 @@ def record_sent_batch(s: Session, results: list[tuple[str, SubmitResult]],
               .values(carrier=bindparam("c"), carrier_message_id=bindparam("cmid")),
               [{"mid": mid, "c": r.carrier, "cmid": r.carrier_message_id}
                for mid, r in sorted(results, key=lambda pair: pair[0])])
-    moved = set(s.execute(update(t).where(t.c.id.in_(ids), t.c.status == "accepted")
-                          .values(status="sent", reason=None, updated_at=now)
-                          .returning(t.c.id)).scalars())
-    insert_ignoring_conflicts(s, MessageEvent, [
-        {"event_id": f"{mid}:sent", "message_id": mid, "status": "sent", "reason": None,
-         "carrier": r.carrier, "occurred_at": now} for mid, r in results if mid in moved])
-    out = []
     for mid, r in results:
-        msg = msgs[mid]
-        set_committed_value(msg, "carrier", r.carrier)
-        set_committed_value(msg, "carrier_message_id", r.carrier_message_id)
-        events: list[dict[str, Any]] = []
-        if mid in moved:
-            for key, value in (("status", "sent"), ("reason", None), ("updated_at", now)):
-                set_committed_value(msg, key, value)
-            events.append(status_event(msg, "sent", at=now))
-        out.append((msg, events))
-    return out
+        set_committed_value(msgs[mid], "carrier", r.carrier)
+        set_committed_value(msgs[mid], "carrier_message_id", r.carrier_message_id)
+    moved = {m.msg.id for m in transition_many(
+        s, [Move(msgs[mid], "sent", now, carrier=r.carrier) for mid, r in results])}
+    return [(msgs[mid], [status_event(msgs[mid], "sent", at=now)] if mid in moved else [])
+            for mid, _ in results]
 
 
 def record_failed(s: Session, message_id: str, reason: str, carrier: str | None = None,

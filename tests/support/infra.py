@@ -192,3 +192,19 @@ def read_topic(bootstrap: str, topic: str, until: Callable[[list[dict]], bool] |
         return out
     finally:
         c.close()
+
+
+def empty_postgres(url: str) -> None:
+    """Drop everything in the database's public schema (tests and benchmarks start empty)."""
+    from sqlalchemy import text
+
+    from services.core.db.session import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+            conn.commit()
+    finally:
+        engine.dispose()

@@ -15,9 +15,7 @@ from services.bridge.domain import (
     status_copy,
     tenant_of,
 )
-from services.core.db import Database
 from services.core.db.bridge_models import BridgeInbound
-from services.core.db.migrate import upgrade
 from services.core.messages import message_id_for
 from services.core.processor import Rejected
 from services.core.schemas import EventInvalid, new_event, validate
@@ -27,18 +25,14 @@ INBOUND_ID = "1e2d3c4b-5a69-4788-96a5-b4c3d2e1f0a9"
 
 
 @pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'herald.db'}"
-    upgrade(url)
-    d = Database(url)
-    with d.session() as s:
+def db(sqlite_db):
+    with sqlite_db.session() as s:
         create_tenant(s, "acme", "Acme")
         add_number(s, "acme", "10690001")
         create_tenant(s, "globex", "Globex")
         add_number(s, "globex", "10690002")
         create_tenant(s, "gone", "Gone", active=False)
-    yield d
-    d.dispose()
+    return sqlite_db
 
 
 def request(db, tenant: str, **body):

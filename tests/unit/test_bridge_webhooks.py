@@ -9,9 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from services.bridge import webhooks
-from services.core.db import Database
 from services.core.db.bridge_models import WebhookDelivery, WebhookEndpoint, WebhookSecrets
-from services.core.db.migrate import upgrade
 from services.core.schemas import new_event
 from services.core.settings import Settings
 from services.core.tenancy import create_tenant
@@ -50,15 +48,11 @@ def test_secrets_are_sealed_at_rest_and_open_only_with_the_same_key():
 
 
 @pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'herald.db'}"
-    upgrade(url)
-    d = Database(url)
-    with d.session() as s:
+def db(sqlite_db):
+    with sqlite_db.session() as s:
         create_tenant(s, "acme", "Acme")
         webhooks.set_endpoint(s, SETTINGS, "acme", "http://127.0.0.1:9/hook", secret="whsec_test")
-    yield d
-    d.dispose()
+    return sqlite_db
 
 
 def status(to: str, status: str, n: int) -> dict:

@@ -448,6 +448,7 @@ def test_a_batch_of_submit_responses_moves_each_once_and_keeps_a_settled_one_set
         assert again[0][1] == []
         assert s.scalar(select(func.count()).select_from(MessageEvent)
                         .where(MessageEvent.status == "sent")) == 2
+        assert set(s.scalars(select(MessageEvent.carrier).where(MessageEvent.status == "sent"))) == {"sim"}
 
 
 def test_a_batch_of_reports_is_matched_with_one_lookup_and_applied_in_order(db, optouts):

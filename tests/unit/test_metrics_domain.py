@@ -10,9 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from services.core.db import Database
 from services.core.db.bridge_models import MetricWindow
-from services.core.db.migrate import upgrade
 from services.core.schemas import SCHEMA_DIR, EventInvalid, new_event, validate
 from services.core.tenancy import add_number, create_tenant
 from services.metrics import domain
@@ -25,19 +23,15 @@ def iso(ts: datetime) -> str:
 
 
 @pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'herald.db'}"
-    upgrade(url)
-    d = Database(url)
-    with d.session() as s:
+def db(sqlite_db):
+    with sqlite_db.session() as s:
         create_tenant(s, "acme", "Acme")
         add_number(s, "acme", "10690001")
         create_tenant(s, "beta", "Beta")
         add_number(s, "beta", "10690009", shared=True)
         create_tenant(s, "gamma", "Gamma")
         add_number(s, "gamma", "10690009", shared=True)
-    yield d
-    d.dispose()
+    return sqlite_db
 
 
 def feed(db, topic: str, *events, counter=None) -> int:

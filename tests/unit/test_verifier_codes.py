@@ -32,14 +32,10 @@ FMT = CodeFormat()
 
 
 @pytest.fixture
-def db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'herald.db'}"
-    upgrade(url)
-    d = Database(url)
-    with d.session() as s:
+def db(sqlite_db):
+    with sqlite_db.session() as s:
         seed_scheme(s, SECRET, codes=0)
-    yield d
-    d.dispose()
+    return sqlite_db
 
 
 def test_default_alphabet_has_no_look_alikes():
