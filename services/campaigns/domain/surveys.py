@@ -14,7 +14,6 @@ its number or its text; a number within the bounds; text by anything up to 1000 
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 import unicodedata
@@ -26,6 +25,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from services.core import csv_export
 from services.core.db.campaigns_models import Campaign, SurveyAnswer, SurveyQuestion, SurveySession
 from services.core.processor import Out
 
@@ -233,10 +233,11 @@ def results(s: Session, campaign_id: str) -> dict[str, Any]:
 
 
 def export_csv(s: Session, campaign_id: str, chunk: int = 500) -> Iterator[str]:
-    """One row per session (number, status, times, one column per question), read in chunks."""
+    """One row per session (number, status, times, one column per question), read in chunks.
+    Answers are the contacts' own words: cells a spreadsheet would evaluate are written as text."""
     questions = load_questions(s, campaign_id)
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = csv_export.writer(buf)
 
     def take() -> str:
         v = buf.getvalue()

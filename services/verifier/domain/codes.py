@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.core import csv_export
 from services.core.db.schemes import (
     DEFAULT_ALPHABET,
     Brand,
@@ -204,7 +205,7 @@ def _new_batch(s: Session, tenant_id: str, product: Product, size: int, source: 
 
 
 def write_csv(out: io.TextIOBase, codes: Iterable[str], product_slug: str, batch_id: int) -> None:
-    w = csv.writer(out, lineterminator="\n")
+    w = csv_export.writer(out, lineterminator="\n")
     w.writerow(["code", "printed", "product", "batch"])
     w.writerows((c, printable(c), product_slug, batch_id) for c in codes)
 
