@@ -1,0 +1,70 @@
+"""The console process: the web program and the public admin API, over aiohttp.
+
+Start-up: settings -> database (reachable) -> Kafka producer (broker reachable) -> the web
+application (pages, /v1 admin API, /health, /metrics) -> serve until SIGTERM/SIGINT -> stop in
+reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from services.core.db import Database
+from services.core.health import HealthCheck
+from services.core.kafka import AsyncProducer
+from services.core.settings import Settings, get_settings
+from services.core.webservice import add_health_routes, serve
+
+from .views import audit as audit_views
+from .views import auth, dashboard, integrations
+from .web import CONSOLE_KEY, HERE, Console, error_pages, session_middleware
+
+NAME = "console"
+log = logging.getLogger("herald.console")
+
+PAGE_ROUTES = [auth.routes, dashboard.routes, audit_views.routes, integrations.routes]
+
+
+def build_app(console: Console) -> web.Application:
+    """The aiohttp application over a ready Console (tests build it over their own)."""
+    app = web.Application(middlewares=[error_pages, session_middleware],
+                          client_max_size=64 * 1024 * 1024)
+    app[CONSOLE_KEY] = console
+    add_health_routes(app, NAME, HealthCheck(console.settings.kafka_config(), console.db))
+    app.router.add_static("/static/", HERE / "static", append_version=False)
+    for routes in PAGE_ROUTES:
+        app.add_routes(routes)
+    return app
+
+
+async def create_app(settings: Settings | None = None) -> web.Application:
+    s = settings or get_settings()
+    db = Database(s.database_url)
+    try:
+        await asyncio.to_thread(db.ping)
+    except Exception as exc:
+        raise RuntimeError(f"database {s.database_url} unreachable: {exc}") from exc
+    producer = AsyncProducer(s)
+    try:
+        await asyncio.to_thread(producer.check)
+    except Exception as exc:
+        producer.close(1)
+        raise RuntimeError(f"Kafka broker {s.kafka_bootstrap} unreachable: {exc}") from exc
+    app = build_app(Console(s, db, producer))
+
+    async def lifecycle(_app: web.Application):
+        yield
+        await asyncio.to_thread(producer.close)
+        db.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def main() -> None:
+    s = get_settings()
+    logging.basicConfig(level=s.log_level.upper().replace("WARN", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(lambda: create_app(s), s.web_host, s.console_port, NAME)
