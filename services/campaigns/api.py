@@ -7,7 +7,8 @@ aiohttp application, beside /health and /metrics). Every route needs a tenant AP
     POST     /v1/contacts                       one contact, or {"contacts": [...], "list": NAME}
     GET      /v1/contacts?after=ID&limit=N      page through contacts
     GET/DEL  /v1/contacts/{msisdn}
-    POST     /v1/contacts/import?list=&atomic=  CSV body; report of rejected rows
+    POST     /v1/contacts/import?list=&atomic=&encoding=  CSV body (UTF-8 or GB18030 detected);
+                                                 report of accepted, duplicate and rejected rows
     GET      /v1/fields                         custom fields templates may use
     GET/POST /v1/lists, POST /v1/lists/{name}/members {"msisdns": [...]}
     GET/POST /v1/segments                       {"name", "filter"}
@@ -16,7 +17,7 @@ aiohttp application, beside /health and /metrics). Every route needs a tenant AP
     POST     /v1/campaigns/{id}/{action}        pause | resume | cancel | start
     GET      /v1/campaigns/{id}/report          live counts
     GET      /v1/campaigns/{id}/results[.csv]   survey results per question / one row per contact
-    PUT      /v1/campaigns/{id}/table           inquiry table (CSV, first column the key)
+    PUT      /v1/campaigns/{id}/table?encoding=  inquiry table (CSV, first column the key)
     GET      /v1/campaigns/{id}/replies         inbound texts counted as replies
     PUT      /v1/endpoints/{name}               a tenant HTTP endpoint for inquiries
     GET      /v1/content, PUT /v1/content/{name}  content library
@@ -26,7 +27,6 @@ aiohttp application, beside /health and /metrics). Every route needs a tenant AP
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import tempfile
@@ -107,10 +107,6 @@ async def _spool(request: web.Request) -> tempfile.SpooledTemporaryFile:
         f.write(piece)
     f.seek(0)
     return f
-
-
-def _text(f) -> io.TextIOWrapper:
-    return io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
 
 
 class Api:
@@ -283,11 +279,9 @@ class Api:
         atomic = request.query.get("atomic", "").lower() in ("1", "true", "yes")
         f = await _spool(request)
         try:
-            stream = _text(f)
-            report = await asyncio.to_thread(contacts.import_csv, self.db.session, tenant, stream,
-                                             list_name=list_name, atomic=atomic)
-        except UnicodeDecodeError as exc:
-            raise BadRequest(f"the file is not UTF-8: {exc}") from None
+            report = await asyncio.to_thread(contacts.import_upload, self.db.session, tenant, f,
+                                             list_name=list_name, atomic=atomic,
+                                             encoding=request.query.get("encoding") or None)
         finally:
             f.close()
         status = 200 if report.written else 422
@@ -450,11 +444,10 @@ class Api:
     async def put_table(self, request: web.Request, tenant: str) -> web.Response:
         cid = request.match_info["id"]
         f = await _spool(request)
+        encoding = request.query.get("encoding") or None
         try:
-            stream = _text(f)
-            result = await self.tx(lambda s: inquiry.load_table(s, campaigns.get(s, tenant, cid), stream))
-        except UnicodeDecodeError as exc:
-            raise BadRequest(f"the file is not UTF-8: {exc}") from None
+            result = await self.tx(lambda s: inquiry.load_table_upload(
+                s, campaigns.get(s, tenant, cid), f, encoding))
         finally:
             f.close()
         return _ok(result, "table")

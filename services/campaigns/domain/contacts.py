@@ -4,12 +4,18 @@ rows, and lists.
 A CSV has a header row. ``msisdn`` (or ``phone``/``mobile``) is required; ``name``, ``language``,
 ``timezone``, ``tags`` (separated by ``;`` or ``|``) and ``birthday`` are known columns; any other
 column is a custom field. Rows are validated one by one: a bad row is reported with its line
-number and reason and changes nothing; good rows are upserted by number in chunks. With
-``atomic`` nothing is written unless every row is good.
+number and reason and changes nothing; good rows are upserted by number in chunks, all in one
+transaction: an import stores exactly the rows its report accepted, or nothing. A number that
+appears twice is reported as a duplicate (the first row is kept). With ``atomic`` nothing is
+written unless every row is good.
+
+The file's encoding is detected (UTF-8 with or without BOM, else GB18030, which is what Chinese
+Excel and WPS save) or given; Chinese headers such as ``姓名,手机号`` map to Herald's columns.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -205,27 +211,142 @@ def add_members(s: Session, list_id: int, contact_ids: Iterable[int]) -> int:
 
 # -- CSV ---------------------------------------------------------------------------------------
 
+# Headers as spreadsheets in China write them, mapped to Herald's columns.
+HEADER_ALIASES = {
+    "手机号": "msisdn", "手机": "msisdn", "手机号码": "msisdn", "电话": "msisdn", "电话号码": "msisdn",
+    "号码": "msisdn", "联系电话": "msisdn", "移动电话": "msisdn",
+    "姓名": "name", "名字": "name", "名称": "name", "客户姓名": "name",
+    "语言": "language", "时区": "timezone", "标签": "tags",
+    "生日": "birthday", "出生日期": "birthday", "纪念日": "anniversary",
+    # traditional characters (Hong Kong, Taiwan)
+    "手機號": "msisdn", "手機": "msisdn", "手機號碼": "msisdn", "電話": "msisdn", "電話號碼": "msisdn",
+    "號碼": "msisdn", "聯絡電話": "msisdn", "語言": "language", "時區": "timezone", "標籤": "tags",
+    "紀念日": "anniversary",
+}
+UTF8_EVIDENCE = 4  # non-ASCII characters that make a file UTF-8 (GBK text fails sooner)
+SAVE_AS_HINT = ("save the file as 'CSV UTF-8' (Excel: Save As > CSV UTF-8; WPS: 另存为 > CSV, "
+                "UTF-8), or name its encoding with ?encoding=gb18030 (or utf-8, big5, ...)")
+
+
 @dataclass
 class ImportReport:
     rows: int = 0
     created: int = 0
     updated: int = 0
     rejected: int = 0
+    duplicates: int = 0
     rejects: list[dict[str, Any]] = field(default_factory=list)
     written: bool = True
+    encoding: str = "utf-8"
 
     def reject(self, line: int, reason: str) -> None:
         self.rejected += 1
         if len(self.rejects) < MAX_REJECTS_LISTED:
             self.rejects.append({"line": line, "reason": reason})
 
+    @property
+    def accepted(self) -> int:
+        return self.created + self.updated if self.written else 0
+
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "created": self.created, "updated": self.updated,
-                "rejected": self.rejected, "rejected_rows": self.rejects, "written": self.written}
+        return {"rows": self.rows, "accepted": self.accepted, "created": self.created,
+                "updated": self.updated, "rejected": self.rejected, "duplicates": self.duplicates,
+                "rejected_rows": self.rejects, "written": self.written, "encoding": self.encoding}
 
 
 class CsvError(ValueError):
-    """A CSV file that cannot be imported at all (no header, no number column)."""
+    """A CSV file that cannot be imported at all (no header, no number column, unreadable
+    bytes); the message says what to do about it."""
+
+
+def _codec(name: str) -> str:
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        raise CsvError(f"encoding {name!r} is unknown; use a name such as utf-8, gb18030, gbk "
+                       "or big5") from None
+    return "utf-8-sig" if codec in ("utf-8", "utf-8-sig") else codec
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    line: int
+    sample: bytes
+    non_ascii_before: int  # characters beyond ASCII that decoded before the error
+
+
+def _decodes(raw: IO[bytes], codec: str, piece: int = 1 << 20) -> _Undecodable | None:
+    """None if the whole file decodes in ``codec``, else where the first error is."""
+    raw.seek(0)
+    dec = codecs.getincrementaldecoder(codec)()
+    lines, non_ascii, tail = 1, 0, b""
+    while True:
+        data = raw.read(piece)
+        try:
+            text = dec.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            buf = tail + data  # exc.start counts in the decoder's pending bytes + this piece
+            good = buf[:max(exc.start, 0)]
+            non_ascii += sum(1 for ch in good.decode(codec, "ignore") if ord(ch) > 127)
+            return _Undecodable(lines + good.count(b"\n"), buf[exc.start:exc.start + 4], non_ascii)
+        if not data:
+            return None
+        non_ascii += sum(1 for ch in text if ord(ch) > 127)
+        tail = dec.getstate()[0]
+        lines += data[:len(data) - len(tail)].count(b"\n")
+
+
+def detect_encoding(raw: IO[bytes], encoding: str | None = None) -> str:
+    """The codec a whole file decodes with: ``encoding`` when given, else UTF-8 (with or without
+    a BOM), else GB18030 (which covers GBK and GB2312, what Chinese Excel and WPS save). Reads
+    the file through before anything is imported, so bad bytes on line 1,101 refuse the file
+    instead of stopping an import half-way. Raises CsvError saying what to do.
+
+    A file that was plainly UTF-8 up to its bad bytes (several non-ASCII characters decoded
+    first) is damaged UTF-8, not GB18030: read as GB18030 it would import as mojibake."""
+    if encoding:
+        codec = _codec(encoding)
+        bad = _decodes(raw, codec)
+        if bad is None:
+            raw.seek(0)
+            return codec
+        raise CsvError(f"line {bad.line} has bytes that are not {encoding} "
+                       f"({bad.sample.hex(' ')}); {SAVE_AS_HINT}; nothing was imported")
+    bad = _decodes(raw, "utf-8-sig")
+    if bad is None:
+        raw.seek(0)
+        return "utf-8-sig"
+    if bad.non_ascii_before < UTF8_EVIDENCE and _decodes(raw, "gb18030") is None:
+        raw.seek(0)
+        return "gb18030"
+    looks = "is UTF-8 up to" if bad.non_ascii_before >= UTF8_EVIDENCE else "is neither UTF-8 nor GB18030:"
+    raise CsvError(f"the file {looks} line {bad.line}, which has bytes that are not UTF-8 "
+                   f"({bad.sample.hex(' ')}); {SAVE_AS_HINT}; nothing was imported")
+
+
+def open_text(raw: IO[bytes], encoding: str | None = None) -> tuple[IO[str], str]:
+    """A binary, seekable upload as text in its detected (or given) encoding, and that
+    encoding's name."""
+    codec = detect_encoding(raw, encoding)
+    text = io.TextIOWrapper(raw, encoding=codec, newline="")
+    return text, "utf-8" if codec == "utf-8-sig" else codec
+
+
+def column_name(raw: str) -> str:
+    """A header cell as a column name: a known Chinese header by its mapping, else a field name."""
+    h = raw.lstrip("\ufeff").strip()
+    mapped = HEADER_ALIASES.get(h)
+    if mapped:
+        return mapped
+    try:
+        return field_name(h)
+    except ContactError:
+        known = ", ".join(f"{k} ({v})" for k, v in HEADER_ALIASES.items() if k in (
+            "手机号", "姓名", "语言", "时区", "标签", "生日"))
+        raise CsvError(f"header row: column {h!r} is not a usable field name; rename it in the "
+                       "first row to letters, digits and '_' starting with a letter (e.g. 'city' or "
+                       f"'member_level'), or to a known header: {known}; nothing was imported") \
+            from None
 
 
 def read_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -237,14 +358,14 @@ def read_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         raise CsvError("the file is empty; expected a header row such as 'msisdn,name'") from None
     except csv.Error as exc:
         raise CsvError(f"header row: {exc}") from None
-    try:
-        columns = [field_name(h.lstrip("\ufeff")) for h in header]
-    except ContactError as exc:
-        raise CsvError(f"header row: {exc}") from None
+    columns = [column_name(h) for h in header]
     if len(set(columns)) != len(columns):
-        raise CsvError("header row: a column name appears twice")
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        raise CsvError(f"header row: column {', '.join(twice)} appears twice (a Chinese header "
+                       "and its English name count as the same column)")
     if not any(c in MSISDN_COLUMNS for c in columns):
-        raise CsvError(f"header row: no phone number column (one of {', '.join(MSISDN_COLUMNS)})")
+        raise CsvError(f"header row: no phone number column (one of {', '.join(MSISDN_COLUMNS)}, "
+                       "or 手机号)")
     while True:
         try:
             values = next(reader)
@@ -262,56 +383,77 @@ def read_rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         yield line, dict(zip(columns, values, strict=True))
 
 
+class _NothingWritten(Exception):
+    """Rolls an atomic import back after its report is complete."""
+
+
 def import_csv(session_factory, tenant_id: str, stream: IO[str], *, list_name: str | None = None,
                atomic: bool = False) -> ImportReport:
-    """Import a CSV in chunks, one transaction each (or only after a clean validation pass when
-    ``atomic``; the stream must then be seekable). ``session_factory()`` gives a transaction."""
-    report = ImportReport()
-    if atomic:
-        for line, row in read_rows(stream):
-            report.rows += 1
-            if isinstance(row, str):
-                report.reject(line, row)
-                continue
-            try:
-                validate(row)
-            except ContactError as exc:
-                report.reject(line, str(exc))
-        if report.rejected:
-            report.written = False
-            return report
-        stream.seek(0)
-        report = ImportReport()
+    """Import a CSV in one transaction (``session_factory()`` gives one), upserting in chunks.
 
-    def flush(batch: list[ContactIn]) -> None:
-        with session_factory() as s:
-            rows, created, updated = upsert(s, tenant_id, batch)
-            if list_name:
-                add_members(s, get_or_create_list(s, tenant_id, list_name).id, [r.id for r in rows])
+    The report and the database agree: the rows reported as accepted are stored, and if
+    anything fails part-way (unreadable bytes, a database error) nothing is. A row repeating a
+    number already seen in the file is reported as a duplicate, not merged; the first is
+    kept. With ``atomic`` nothing is stored unless every row is good."""
+    report = ImportReport()
+    seen: dict[str, int] = {}
+
+    def flush(s: Session, batch: list[ContactIn]) -> None:
+        rows, created, updated = upsert(s, tenant_id, batch)
+        if list_name:
+            add_members(s, get_or_create_list(s, tenant_id, list_name).id, [r.id for r in rows])
         report.created += created
         report.updated += updated
+        s.expunge_all()  # a big file must not pile up in the identity map
 
-    batch: list[ContactIn] = []
-    for line, row in read_rows(stream):
-        report.rows += 1
-        if isinstance(row, str):
-            report.reject(line, row)
-            continue
-        try:
-            batch.append(validate(row))
-        except ContactError as exc:
-            report.reject(line, str(exc))
-            continue
-        if len(batch) >= CHUNK:
-            flush(batch)
-            batch = []
-    if batch:
-        flush(batch)
+    try:
+        with session_factory() as s:
+            batch: list[ContactIn] = []
+            for line, row in read_rows(stream):
+                report.rows += 1
+                if isinstance(row, str):
+                    report.reject(line, row)
+                    continue
+                try:
+                    c = validate(row)
+                except ContactError as exc:
+                    report.reject(line, str(exc))
+                    continue
+                first = seen.get(c.msisdn)
+                if first is not None:
+                    report.duplicates += 1
+                    report.reject(line, f"duplicate: {c.msisdn} is already on line {first}; "
+                                  "only the first row of a number is imported")
+                    continue
+                seen[c.msisdn] = line
+                if atomic and report.rejected:
+                    continue  # validation goes on for the report; nothing will be written
+                batch.append(c)
+                if len(batch) >= CHUNK:
+                    flush(s, batch)
+                    batch = []
+            if atomic and report.rejected:
+                raise _NothingWritten
+            if batch:
+                flush(s, batch)
+    except _NothingWritten:
+        report.written = False
+    except UnicodeDecodeError as exc:  # only when the stream was not opened by open_text
+        raise CsvError(f"the file has bytes that are not {exc.encoding} ({exc.reason}); "
+                       f"{SAVE_AS_HINT}; nothing was imported") from None
     return report
 
 
-def text_stream(data: bytes) -> IO[str]:
-    return io.StringIO(data.decode("utf-8-sig"))
+def import_upload(session_factory, tenant_id: str, raw: IO[bytes], *, list_name: str | None = None,
+                  atomic: bool = False, encoding: str | None = None) -> ImportReport:
+    """Import an uploaded file (binary, seekable) whose encoding is detected or given."""
+    stream, found = open_text(raw, encoding)
+    try:
+        report = import_csv(session_factory, tenant_id, stream, list_name=list_name, atomic=atomic)
+    finally:
+        stream.detach()  # the caller closes the upload
+    report.encoding = found
+    return report
 
 
 def contact_json(c: Contact) -> dict[str, Any]:

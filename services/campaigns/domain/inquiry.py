@@ -25,7 +25,7 @@ from services.core.db.campaigns_models import Campaign, InquiryRow, TenantEndpoi
 
 from . import templates
 from .campaigns import CampaignError
-from .contacts import ContactError, field_name
+from .contacts import ContactError, CsvError, field_name, open_text
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,14 @@ def load_table(s: Session, c: Campaign, stream: IO[str]) -> dict[str, Any]:
     reader = csv.reader(stream)
     try:
         header = next(reader)
-        columns = [field_name(h.lstrip("\ufeff")) for h in header]
+        # The key column may be named anything (订单号 is fine); the others are template fields.
+        first = header[0].lstrip("\ufeff").strip() if header else ""
+        columns = [first or "key", *(field_name(h) for h in header[1:])]
     except StopIteration:
         raise CampaignError("the table is empty; expected a header row") from None
     except (csv.Error, ContactError) as exc:
-        raise CampaignError(f"header row: {exc}") from None
+        raise CampaignError(f"header row: {exc}; the reply template names these columns, so "
+                            "rename them in the first row (the key column may keep any name)") from None
     if len(set(columns)) != len(columns) or len(columns) < 2:
         raise CampaignError("header row: need a key column and at least one value column, "
                             "each named once")
@@ -115,6 +118,19 @@ def load_table(s: Session, c: Campaign, stream: IO[str]) -> dict[str, Any]:
     if batch:
         s.execute(insert(InquiryRow), batch)
     return {"rows": rows, "loaded": len(seen), "rejected": len(rejects), "rejected_rows": rejects[:1000]}
+
+
+def load_table_upload(s: Session, c: Campaign, raw: IO[bytes], encoding: str | None = None) -> dict[str, Any]:
+    """``load_table`` for an uploaded file (binary, seekable): UTF-8 or GB18030 detected, or the
+    ``encoding`` given; a file that does not decode changes nothing and says what to do."""
+    try:
+        stream, found = open_text(raw, encoding)
+    except CsvError as exc:
+        raise CampaignError(str(exc)) from None
+    try:
+        return {**load_table(s, c, stream), "encoding": found}
+    finally:
+        stream.detach()
 
 
 def endpoint_call(s: Session, c: Campaign, event: dict[str, Any], keyword: str,
