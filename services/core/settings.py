@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     ledger_port: int = Field(8085, description="Port of the ledger's /health and /metrics")
     bridge_port: int = Field(8086, description="Port of the bridge's /health, /metrics and webhook API")
     metrics_port: int = Field(8087, description="Port of the metrics processor's /health and /metrics")
+    console_port: int = Field(8088, description="Port of the console: web program, admin API, /health, /metrics")
+    console_session_hours: float = Field(12.0, gt=0, description="How long a console sign-in lasts")
+    console_secure_cookies: bool = Field(
+        False, description="Mark console cookies Secure (set it when the console is served over HTTPS)")
+    console_max_failed_logins: int = Field(
+        5, ge=1, description="Wrong passwords in a row before a console account is locked")
+    console_lockout_minutes: float = Field(15.0, gt=0, description="How long a locked console account stays locked")
     bridge_topic_refresh_ms: int = Field(
         5000, ge=100, description="How often the bridge looks for new tenant topics (ms)")
     bridge_reply_wait_s: float = Field(
@@ -68,8 +75,10 @@ class Settings(BaseSettings):
     carriers_file: str = Field(
         "deploy/carriers.json", description="JSON file declaring carriers, routes and their secrets"
     )
-    egress_max_attempts: int = Field(5, ge=1, description="Carrier submit attempts before the DLQ")
+    egress_max_attempts: int = Field(5, ge=1, description="Submit attempts per try before it is parked")
     egress_backoff_base_ms: int = Field(200, ge=1, description="First retry delay; doubles each attempt")
+    egress_validity_s: float = Field(
+        86400.0, gt=0, description="How long a message without expires_at may wait for its carriers")
     dlr_match_window_s: int = Field(3600, ge=1, description="How long unmatched DLRs wait for their message")
     commit_interval_s: float = Field(1.0, gt=0, description="How often consumers commit processed offsets")
     session_timeout_s: float = Field(10.0, gt=0, description="Consumer group session timeout")
