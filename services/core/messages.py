@@ -30,15 +30,56 @@ TRANSITIONS = {
 }
 
 
+# What a message *is* (a card password, Herald's answer to a STOP) is told by its source and kind
+# together. ``source`` is stamped by the component that produced the event and no tenant input
+# chooses it: the send API stamps ``api``, the bridge ``erp`` (whatever the ERP's body says) and
+# campaigns ``campaigns``. ``attributes`` is client metadata: a kind there alone decides nothing.
+PLATFORM_SOURCES = frozenset({"router", "verifier", "ledger"})
+
 # Messages whose text carries a secret (a prepaid card's or a gift card's password): the
-# database keeps a placeholder, never the text; only the event that is sent carries it.
+# database keeps a placeholder, never the text; only the event that is sent carries it. Any
+# source's kind counts here: a client naming one only makes Herald keep less of its own text.
 SECRET_KINDS = frozenset({"prize", "gift_redeemed"})
 REDACTED = "[redacted: this message carries a card password]"
+
+# The router's confirmation of a STOP: the one message that may reach a number that opted out
+# (docs/architecture.md, "Who may text an opted-out number").
+OPTOUT_CONFIRMATION = ("router", "optout_confirmation")
+
+
+def platform_kind(event: dict[str, Any]) -> tuple[str, str | None]:
+    """(source, kind) of an sms.outbound event, the kind counting only for Herald's own sources."""
+    source = event.get("source") or ""
+    kind = (event.get("attributes") or {}).get("kind") if source in PLATFORM_SOURCES else None
+    return source, kind
 
 
 def stored_text(event: dict[str, Any]) -> str:
     kind = (event.get("attributes") or {}).get("kind")
     return REDACTED if kind in SECRET_KINDS else event["text"]
+
+
+def is_optout_confirmation(event: dict[str, Any]) -> bool:
+    """Herald's own answer to a STOP (never a tenant's message, whatever its attributes say)."""
+    return platform_kind(event) == OPTOUT_CONFIRMATION
+
+
+def request_mismatch(msg: Message, event: dict[str, Any]) -> list[str]:
+    """What of ``event`` differs from the request that recorded ``msg`` under the same
+    idempotency key (empty: the same request again). Compared is what the record keeps; the
+    text only where it is not redacted."""
+    diffs = []
+    if msg.source != event.get("source"):
+        diffs.append("source")
+    if msg.recipient != event.get("to"):
+        diffs.append("to")
+    if (msg.sender or None) != (event.get("from") or None):
+        diffs.append("from")
+    if msg.text != REDACTED and msg.text != stored_text(event):
+        diffs.append("text")
+    if msg.category != event.get("category", "transactional"):
+        diffs.append("category")
+    return diffs
 
 
 def message_id_for(tenant_id: str, request_id: str) -> str:

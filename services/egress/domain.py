@@ -20,7 +20,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 from services.core.carriers import Carrier, route
 from services.core.db.models import Message, Tenant
 from services.core.messages import (
+    OPTOUT_CONFIRMATION,
     Move,
+    is_optout_confirmation,
     parse_ts,
     record_accepted,
     record_accepted_many,
@@ -49,6 +51,7 @@ class SendPlan:
 
     submission: Submission
     carriers: list[str]
+    expires_at: datetime | None = None  # the sender's validity limit; waiting past it expires it
 
 
 @dataclass
@@ -125,8 +128,10 @@ def accept_batch(s: Session, events: list[dict[str, Any]], *, optouts: OptOutLoo
                 d.statuses.append(status_event(msg, msg.status, reason=msg.reason, at=msg.updated_at))
             continue
         todo.append((i, event, msg))
+    # Only Herald's own STOP confirmation skips the opt-out check, known by the source that the
+    # record of the message and the event both carry (a tenant's attributes cannot make one).
     checked = [(i, e, m) for i, e, m in todo
-               if (e.get("attributes") or {}).get("kind") != "optout_confirmation"]
+               if not (m.source == OPTOUT_CONFIRMATION[0] and is_optout_confirmation(e))]
     verdicts = optouts.blocked_many(s, [(m.tenant_id, m.recipient, m.accepted_at) for _, _, m in checked])
     blocked = {i for (i, _, _), b in zip(checked, verdicts, strict=True) if b}
     # One query for the batch's tenants (the session's identity map holds rows weakly, so a
@@ -170,7 +175,8 @@ def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool, te
     sender = event.get("from") or (tenant.default_sender if tenant else None)
     sub = Submission(message_id=msg.id, to=msg.recipient, sender=sender, text=text,
                      encoding=seg.encoding, segments=seg.count)
-    d.plan = SendPlan(sub, [c.name for c in chosen])
+    d.plan = SendPlan(sub, [c.name for c in chosen],
+                      parse_ts(expires_at) if expires_at else None)
     return d
 
 
@@ -206,6 +212,15 @@ def record_sent_batch(s: Session, results: list[tuple[str, SubmitResult]],
         s, [Move(msgs[mid], "sent", now, carrier=r.carrier) for mid, r in results])}
     return [(msgs[mid], [status_event(msgs[mid], "sent", at=now)] if mid in moved else [])
             for mid, _ in results]
+
+
+def record_expired(s: Session, message_id: str, reason: str,
+                   now: datetime | None = None) -> list[dict[str, Any]]:
+    """Its validity period ended while it waited for its carriers."""
+    msg = s.get(Message, message_id)
+    if msg is None:
+        raise LookupError(f"message {message_id} vanished before its expiry was recorded")
+    return move(s, msg, "expired", reason=reason, at=now)
 
 
 def record_failed(s: Session, message_id: str, reason: str, carrier: str | None = None,
