@@ -6,16 +6,21 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from datetime import UTC, datetime
 
+import greenery
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import compliance_words
+from .db.campaigns_models import Campaign, CampaignKeyword
 from .db.models import ApiKey, Keyword, SenderNumber, Tenant
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 KEY_RE = re.compile(r"^hk_([a-z0-9]{10})_([A-Za-z0-9_-]{20,64})$")
 ACTIONS = {"reply", "codes", "campaigns", "points", "inbox"}
+UNMATCHED = {"reply", "inbox"}  # what a text no rule matches gets (Tenant.unmatched)
 
 
 def hash_key(key: str) -> str:
@@ -28,6 +33,8 @@ def create_tenant(s: Session, tenant_id: str, name: str, **fields) -> Tenant:
         raise ValueError("tenant id must be 1-63 lower-case letters, digits, '-' or '_'")
     if s.get(Tenant, tenant_id) is not None:
         raise ValueError(f"tenant {tenant_id} exists")
+    if fields.get("unmatched", "reply") not in UNMATCHED:
+        raise ValueError(f"unmatched must be one of {sorted(UNMATCHED)}")
     t = Tenant(id=tenant_id, name=name, **fields)
     s.add(t)
     s.flush()
@@ -63,6 +70,16 @@ def revoke_api_key(s: Session, prefix: str) -> None:
         row.revoked_at = datetime.now(UTC)
 
 
+def set_unmatched(s: Session, tenant_id: str, value: str) -> None:
+    """What a text no routing rule matches gets: "reply" (the tenant's help text) or "inbox"."""
+    if value not in UNMATCHED:
+        raise ValueError(f"unmatched must be one of {sorted(UNMATCHED)}")
+    tenant = s.get(Tenant, tenant_id)
+    if tenant is None:
+        raise ValueError(f"no tenant {tenant_id}")
+    tenant.unmatched = value
+
+
 def add_number(s: Session, tenant_id: str, number: str, shared: bool = False) -> SenderNumber:
     n = SenderNumber(tenant_id=tenant_id, number=number, shared=shared)
     s.add(n)
@@ -70,17 +87,137 @@ def add_number(s: Session, tenant_id: str, number: str, shared: bool = False) ->
     return n
 
 
+class RuleRefused(ValueError):
+    """A keyword rule that would never be reached, or would make another one unreachable."""
+
+
+def _rule_name(k: Keyword) -> str:
+    what = f"keyword {k.keyword}" if k.keyword else f"pattern /{k.pattern}/"
+    return f"rule {k.id} ({what} -> {k.action}, number {k.number}, priority {k.priority})"
+
+
+def _compliance_reason(word: str) -> str | None:
+    p = compliance_words.phrase_of(word)
+    if p is None:
+        return None
+    kind = {"opt_out": "an opt-out", "opt_in": "an opt-in", "help": "a help"}[p.kind]
+    return f"{word} is {kind} word the router answers itself on every number"
+
+
+_BOUNDS = re.compile(r"\{(\d*),?(\d*)\}")
+_UPPER_TEXT = "[^a-z]*"  # the router matches patterns against the upper-cased text
+
+
+def _language(pattern: str):
+    """The set of upper-cased texts a pattern fullmatches, as an automaton, or None when it uses
+    what greenery cannot read (lookarounds, flags, \\b) or is too large to compare quickly."""
+    if any(int(n) > 40 for m in _BOUNDS.finditer(pattern) for n in m.groups() if n):
+        return None
+    p = pattern
+    if p.startswith("^"):
+        p = p[1:]
+    if p.endswith("$") and not p.endswith("\\$"):
+        p = p[:-1]
+    try:
+        return greenery.parse(p).to_fsm() & greenery.parse(_UPPER_TEXT).to_fsm()
+    except Exception:  # greenery reads a subset of Python's syntax; the rest is not compared
+        return None
+
+
+def campaign_keyword_conflict(s: Session, tenant_id: str, word: str) -> str | None:
+    """Why a campaign keyword could never be reached, or None: a compliance word, or a router
+    rule on that keyword that sends it elsewhere than campaigns (named)."""
+    word = word.strip().upper()
+    reason = _compliance_reason(word)
+    if reason:
+        return reason
+    for k in s.scalars(select(Keyword).where(Keyword.tenant_id == tenant_id,
+                                             Keyword.keyword == word,
+                                             Keyword.action != "campaigns")):
+        return f"{word} is taken by routing {_rule_name(k)}; texts with it never reach campaigns"
+    return None
+
+
+def _check_rule(s: Session, k: Keyword) -> None:
+    """Refuse a rule that cannot be reached or that hides another, naming the other."""
+    if k.keyword:
+        reason = _compliance_reason(k.keyword)
+        if reason:
+            raise RuleRefused(f"{reason}; a rule on it would never be reached")
+        if k.action != "campaigns":
+            taken = s.execute(select(CampaignKeyword.campaign_id, Campaign.name).join(
+                Campaign, Campaign.id == CampaignKeyword.campaign_id).where(
+                CampaignKeyword.tenant_id == k.tenant_id, CampaignKeyword.keyword == k.keyword,
+                Campaign.status.notin_(("cancelled", "completed")))).first()
+            if taken is not None:
+                raise RuleRefused(f"{k.keyword} is the keyword of campaign {taken[0]} "
+                                  f"({taken[1]}); a {k.action} rule on it would hide that campaign")
+        # On a shared number the keyword is what tells tenants apart.
+        own = set(s.scalars(select(SenderNumber.number).where(
+            SenderNumber.tenant_id == k.tenant_id, SenderNumber.shared.is_(True))))
+        numbers = own if k.number == "*" else own & {k.number}
+        for number in sorted(numbers):
+            others = s.execute(select(Keyword).join(
+                SenderNumber, SenderNumber.tenant_id == Keyword.tenant_id).where(
+                SenderNumber.number == number, Keyword.tenant_id != k.tenant_id,
+                Keyword.keyword == k.keyword, Keyword.number.in_(("*", number)))).scalars().first()
+            if others is not None:
+                raise RuleRefused(f"{k.keyword} on shared number {number} is tenant "
+                                  f"{others.tenant_id}'s {_rule_name(others)}")
+    same = s.scalar(select(Keyword).where(Keyword.tenant_id == k.tenant_id,
+                                          Keyword.number == k.number,
+                                          Keyword.keyword == k.keyword,
+                                          Keyword.pattern == k.pattern))
+    if same is not None:
+        raise RuleRefused(f"{k.tenant_id} already has {_rule_name(same)} matching the same texts")
+    if not k.pattern:
+        return
+    mine = _language(k.pattern)
+    if mine is None:
+        return
+    if mine.empty():
+        raise RuleRefused(f"pattern /{k.pattern}/ can match no text: texts are matched "
+                          "upper-cased (write [A-Z], not [a-z])")
+    for r in s.scalars(select(Keyword).where(Keyword.tenant_id == k.tenant_id,
+                                             Keyword.pattern != "").order_by(Keyword.id)):
+        if not (r.number == "*" or k.number == "*" or r.number == k.number):
+            continue
+        theirs = _language(r.pattern)
+        if theirs is None:
+            continue
+        # The router tries pattern rules by (priority, "*" last, id); the new rule's id is last.
+        first = (r.priority, r.number == "*") <= (k.priority, k.number == "*")
+        if first and mine.issubset(theirs):
+            raise RuleRefused(f"{_rule_name(r)} matches every text /{k.pattern}/ does and is "
+                              "tried first; give this rule a lower priority number")
+        if not first and theirs.issubset(mine):
+            raise RuleRefused(f"/{k.pattern}/ would match every text {_rule_name(r)} does and "
+                              "be tried first; give it a higher priority number")
+
+
 def add_keyword(s: Session, tenant_id: str, keyword: str, action: str, *, number: str = "*",
                 reply_text: str | None = None, pattern: str | None = None,
                 priority: int = 100) -> Keyword:
+    """A routing rule: texts whose first word is ``keyword``, or (keyword "") texts that
+    ``pattern`` fullmatches upper-cased. Refused (RuleRefused, naming the other rule) when it
+    could never be reached or would hide another rule or campaign keyword."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {sorted(ACTIONS)}")
     if action == "reply" and not reply_text:
         raise ValueError("a reply keyword needs its reply text")
-    if pattern is not None:
+    word = " ".join(unicodedata.normalize("NFKC", keyword or "").upper().split())
+    pattern = pattern or ""
+    if word and pattern:
+        raise ValueError("a rule matches a keyword or a pattern, not both")
+    if not word and not pattern:
+        raise ValueError("a rule needs a keyword or a pattern")
+    if " " in word:
+        raise ValueError("a keyword is one word (the router matches the text's first word)")
+    if pattern:
         re.compile(pattern)  # raises re.error with the reason
-    k = Keyword(tenant_id=tenant_id, keyword=keyword.upper(), action=action, number=number,
+    k = Keyword(tenant_id=tenant_id, keyword=word, action=action, number=number,
                 reply_text=reply_text, pattern=pattern, priority=priority)
+    _check_rule(s, k)
     s.add(k)
     s.flush()
     return k

@@ -20,9 +20,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.core import topics
+from services.core import compliance_words, topics
+from services.core.compliance_words import HELP, OPT_OUT, Phrase
 from services.core.db.models import Keyword, OptOut, SenderNumber, Tenant
+from services.core.db.schemes import Brand
 from services.core.messages import message_id_for, parse_ts
+from services.core.metrics import UNMATCHED
 from services.core.processor import Out, Rejected
 from services.core.schemas import EventInvalid, new_event, now_iso, schema_for_topic, validate
 
@@ -31,22 +34,26 @@ log = logging.getLogger(__name__)
 CACHE_TTL_S = 5.0
 TEXT_MAX = 1600  # the schemas' text limit
 
-# Compliance keywords every number honours before any tenant keyword (English and Chinese).
-OPT_OUT_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "TD", "T", "退订", "取消"})
-OPT_IN_WORDS = frozenset({"START", "UNSTOP", "订阅"})
-HELP_WORDS = frozenset({"HELP", "帮助", "?"})
+# Compliance words (opt-out, opt-in, help) every number honours before any tenant keyword are
+# one table: services/core/compliance_words.py.
 
 # Loyalty command words (the rule's own keyword, or the word after it).
 BALANCE_WORDS = frozenset({"BAL", "BALANCE", "积分"})
 GIFT_WORDS = frozenset({"GIFT", "GIFTS", "礼品"})
 
 CODE_RE = re.compile(r"^[A-Z0-9]{4,32}$")
+# What may stand between the groups of a printed code: spaces, any dash (NFKC has already made
+# full-width ones ASCII), dots, underscores, slashes and middle dots.
+CODE_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212\u30fc._/\u00b7\u30fb]+")
 
 DEFAULT_STOP_REPLY = "You are unsubscribed and will get no more messages. Reply START to resume."
 DEFAULT_START_REPLY = "You are subscribed again. Reply STOP to opt out."
 CODE_HINT = ("We could not read a product code in your message. Please check the code on your "
              "card and send it again{example}.")
 POINTS_HINT = "Text BAL for your points balance, GIFT for the gift list, or GIFT <number> to redeem."
+UNMATCHED_REPLY = "{name}: we could not match your message. Reply HELP for help, STOP to opt out."
+SHARED_UNMATCHED_REPLY = ("This number serves: {names}. Start your message with the keyword of "
+                          "the one you mean. Text HELP <keyword> for help, STOP to opt out of all.")
 
 # Derived ids: uuid5 of the inbound message id and what the id is for.
 _NS = uuid.UUID("0f8a5c52-6d1e-4b7a-9e3c-2a41d7b9c615")
@@ -86,6 +93,18 @@ class Text:
     def keyword(self) -> str:
         return self.words[0] if self.words else ""
 
+    @property
+    def compact(self) -> str:
+        """Spaces and punctuation removed: how a Chinese phrase is compared ("取消 订阅！")."""
+        return "".join(c for c in self.normalised if not _is_edge(c))
+
+    @property
+    def code(self) -> str | None:
+        """The text as a code a buyer typed from a card: groups joined (K7QM-4XPD-2H9A, k7qm
+        4xpd 2h9a, full-width) when what is left is 4-32 ASCII letters and digits, else None."""
+        c = CODE_SEPARATORS.sub("", self.normalised)
+        return c if CODE_RE.match(c) else None
+
 
 def normalise(text: str) -> Text:
     """NFKC (full-width ＳＴＯＰ == STOP), strip surrounding spaces and punctuation, collapse
@@ -105,6 +124,7 @@ class TenantInfo:
     help_text: str
     stop_reply: str
     start_reply: str
+    unmatched: str = "reply"  # what a text no rule matches gets: reply (help text) | inbox
 
 
 @dataclass(frozen=True)
@@ -163,7 +183,8 @@ class Directory:
                              .where(SenderNumber.number == number, Tenant.active.is_(True))
                              .order_by(Tenant.id)).all()
             return tuple(Owner(TenantInfo(t.id, t.name, t.help_text or "", t.stop_reply or "",
-                                          t.start_reply or ""), bool(shared))
+                                          t.start_reply or "", t.unmatched or "reply"),
+                               bool(shared))
                          for shared, t in rows)
         return self._cached(("owners", number), load)
 
@@ -182,6 +203,14 @@ class Directory:
                                 k.action, k.reply_text, k.priority, k.id))
             return tuple(sorted(out, key=Rule.order))
         return self._cached(("rules", tenant_id), load)
+
+    def code_lengths(self, s: Session, tenant_id: str) -> frozenset[int]:
+        """Lengths of the codes a tenant's scheme prints (random symbols and the check symbol),
+        one per brand; empty for a tenant running no scheme."""
+        def load() -> frozenset[int]:
+            return frozenset(n + 1 for n in s.scalars(
+                select(Brand.code_length).where(Brand.tenant_id == tenant_id)))
+        return self._cached(("codes", tenant_id), load)
 
 
 # -- routing -----------------------------------------------------------------------------------
@@ -205,12 +234,17 @@ class Router:
         if not owners:
             raise Rejected(f"no tenant for destination {to}", "unknown_destination")
 
-        if text.keyword in OPT_OUT_WORDS or text.keyword in OPT_IN_WORDS \
-                or text.keyword in HELP_WORDS:
-            outs = self._compliance(s, event, text, owners)
-        else:
-            tenant, rule = self._resolve(s, to, owners, text)
+        found = compliance_words.match(
+            text.words, text.compact,
+            lambda w: self._keyword_owner(s, to, owners, w) is not None)
+        if found is not None:
+            outs = self._compliance(s, event, text, owners, *found)
+        elif len(owners) == 1 and not owners[0].shared:
+            tenant = owners[0].tenant
+            rule = self._match(s, tenant.id, to, text)
             outs = self._act(event, text, tenant, rule)
+        else:
+            outs = self._shared(s, event, text, owners)
         for o in outs:
             try:
                 validate(schema_for_topic(o.topic), o.value)
@@ -232,32 +266,45 @@ class Router:
                     break
         return best
 
-    def _resolve(self, s: Session, to: str, owners: tuple[Owner, ...],
-                 text: Text) -> tuple[TenantInfo, Rule | None]:
-        if len(owners) == 1 and not owners[0].shared:
-            tenant = owners[0].tenant
-            return tenant, self._match(s, tenant.id, to, text)
-        found = self._keyword_owner(s, to, owners, text.keyword)
-        if found is None:
-            raise Rejected(f"no tenant for destination {to}: no tenant keyword on this shared "
-                           f"number matches {text.keyword[:64]!r}", "unknown_destination")
-        return found
+    def _shared(self, s: Session, event: dict[str, Any], text: Text,
+                owners: tuple[Owner, ...]) -> list[Out]:
+        """A shared number: the tenant whose keyword starts the text, or, when none does, one
+        reply naming the tenants there (the text is counted, never dropped)."""
+        found = self._keyword_owner(s, event["to"], owners, text.keyword)
+        if found is not None:
+            return self._act(event, text, *found)
+        UNMATCHED.labels(tenant="", outcome="shared_number_reply").inc()
+        log.info("no tenant keyword on shared number %s matches %r", event["to"], text.keyword[:64])
+        names = ", ".join(o.tenant.name for o in owners)
+        return [reply(event, owners[0].tenant.id, SHARED_UNMATCHED_REPLY.format(names=names),
+                      "unmatched")]
 
     def _match(self, s: Session, tenant_id: str, to: str, text: Text) -> Rule | None:
+        """The tenant's rule for a text: its keyword (a rule for this very number before a "*"
+        one), else its code when the tenant runs a scheme, else the first pattern rule in order.
+        A codes pattern is tried on the text and on the code the text spells (groups joined)."""
         rules = [r for r in self.directory.rules(s, tenant_id) if r.applies_to(to)]
+        by_keyword = [r for r in rules if r.keyword and r.keyword == text.keyword]
+        if by_keyword:
+            return min(by_keyword, key=lambda r: (r.number == "*", r.order()))
+        code = text.code
+        if code is not None and len(code) in self.directory.code_lengths(s, tenant_id) \
+                and (" " not in text.normalised or any(c.isdigit() for c in code)):
+            return Rule(tenant_id, "*", "", None, "codes", None, 0, 0)
         for r in rules:
-            if r.keyword and r.keyword == text.keyword:
-                return r
-        for r in rules:
-            if not r.keyword and r.pattern is not None and r.pattern.fullmatch(text.normalised):
+            if r.keyword or r.pattern is None:
+                continue
+            if r.pattern.fullmatch(text.normalised) or (
+                    r.action == "codes" and code is not None and r.pattern.fullmatch(code)):
                 return r
         return None
 
     # -- actions ----------------------------------------------------------------------------------
     def _act(self, event: dict[str, Any], text: Text, tenant: TenantInfo,
              rule: Rule | None) -> list[Out]:
-        action = rule.action if rule else "inbox"
-        keyword = rule.keyword if rule else ""
+        if rule is None:
+            return self._unmatched(event, tenant)
+        action, keyword = rule.action, rule.keyword
         if action == "reply":
             return [reply(event, tenant.id, rule.reply_text or "", "keyword_reply")]
         if action == "codes":
@@ -269,12 +316,23 @@ class Router:
             return [self._points(event, text, tenant, rule)]
         if action != "inbox":
             log.warning("tenant %s rule %s: unknown action %r, forwarded to the inbox", tenant.id,
-                        rule.id if rule else None, action)
+                        rule.id, action)
         return [Out(f"tenant.{tenant.id}.inbound", event["from"],
                     forwarded(event, tenant.id, keyword, "inbox"))]
 
+    def _unmatched(self, event: dict[str, Any], tenant: TenantInfo) -> list[Out]:
+        """A text no rule matches: the tenant's inbox or its help text, by the tenant's setting,
+        and counted either way."""
+        if tenant.unmatched == "inbox":
+            UNMATCHED.labels(tenant=tenant.id, outcome="inbox").inc()
+            return [Out(f"tenant.{tenant.id}.inbound", event["from"],
+                        forwarded(event, tenant.id, "", "inbox"))]
+        UNMATCHED.labels(tenant=tenant.id, outcome="reply").inc()
+        body = tenant.help_text or UNMATCHED_REPLY.format(name=tenant.name)
+        return [reply(event, tenant.id, body, "unmatched")]
+
     def _code(self, event: dict[str, Any], text: Text, tenant: TenantInfo, rule: Rule) -> Out:
-        source = text.argument if rule.keyword else text.normalised
+        source = text.argument if rule.keyword else (text.code or text.normalised)
         code = re.sub(r"[^A-Z0-9]", "", source)
         if not CODE_RE.match(code):
             example = f", e.g. {rule.keyword} 7F3KQ9XZ" if rule.keyword else ""
@@ -300,19 +358,20 @@ class Router:
 
     # -- STOP / START / HELP ----------------------------------------------------------------------
     def _compliance(self, s: Session, event: dict[str, Any], text: Text,
-                    owners: tuple[Owner, ...]) -> list[Out]:
+                    owners: tuple[Owner, ...], phrase: Phrase, taken: int) -> list[Out]:
         """On an owned number: that tenant. On a shared number: "STOP ACME" means the tenant with
         keyword ACME; a bare STOP/START applies to every tenant on the number (an opt-out is never
         lost for want of a keyword) and HELP lists them. One reply either way."""
-        to, word = event["to"], text.keyword
+        to, word = event["to"], phrase.text
         if len(owners) == 1 and not owners[0].shared:
             tenants = [owners[0].tenant]
         else:
-            found = self._keyword_owner(s, to, owners, text.words[1]) if len(text.words) > 1 else None
+            found = (self._keyword_owner(s, to, owners, text.words[taken])
+                     if len(text.words) > taken else None)
             tenants = [found[0]] if found else [o.tenant for o in owners]
         single = tenants[0] if len(tenants) == 1 else None
 
-        if word in HELP_WORDS:
+        if phrase.kind == HELP:
             if single is not None:
                 body = single.help_text or (f"{single.name}: reply STOP to opt out, START to "
                                             "opt back in.")
@@ -322,7 +381,7 @@ class Router:
                         "Reply STOP to opt out of all.")
             return [reply(event, tenants[0].id, body, "help")]
 
-        opted_out = word in OPT_OUT_WORDS
+        opted_out = phrase.kind == OPT_OUT
         outs = [self._set_optout(s, event, t.id, opted_out, word) for t in tenants]
         if opted_out:
             body = (single.stop_reply if single else "") or DEFAULT_STOP_REPLY

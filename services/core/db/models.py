@@ -43,6 +43,8 @@ class Tenant(Base):
     carrier_preference: Mapped[list] = mapped_column(JSON, default=list)
     webhook_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # What an inbound text no routing rule matches gets: "reply" (the help text) | "inbox".
+    unmatched: Mapped[str] = mapped_column(String(8), default="reply", server_default="reply")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -77,12 +79,14 @@ class Keyword(Base):
     """Routes an inbound text by its first word (or a regex pattern) to a tenant application."""
 
     __tablename__ = "keywords"
-    __table_args__ = (UniqueConstraint("tenant_id", "number", "keyword", name="uq_keyword"),)
+    # A rule is what it matches: one keyword, or one pattern ("" when it is a keyword rule).
+    __table_args__ = (UniqueConstraint("tenant_id", "number", "keyword", "pattern",
+                                       name="uq_keyword_match"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     number: Mapped[str] = mapped_column(String(16), default="*")  # "*": any of the tenant's numbers
     keyword: Mapped[str] = mapped_column(String(64))  # upper case; "" for a pattern-only rule
-    pattern: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    pattern: Mapped[str] = mapped_column(String(200), default="", server_default="")
     action: Mapped[str] = mapped_column(String(16))  # reply | codes | campaigns | points | inbox
     reply_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     priority: Mapped[int] = mapped_column(Integer, default=100)
