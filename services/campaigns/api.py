@@ -21,7 +21,10 @@ aiohttp application, beside /health and /metrics). Every route needs a tenant AP
     GET      /v1/campaigns/{id}/replies         inbound texts counted as replies
     PUT      /v1/endpoints/{name}               a tenant HTTP endpoint for inquiries
     GET      /v1/content, PUT /v1/content/{name}  content library
-    GET/POST /v1/topics, GET /v1/topics/{name}/subscribers, GET/POST /v1/topics/{name}/schedules
+    GET/POST /v1/topics, DELETE /v1/topics/{name}, GET /v1/topics/{name}/subscribers
+    GET/POST /v1/topics/{name}/schedules
+    PATCH    /v1/topics/{name}/schedules/{id}   {"active": false} disables, true enables
+    DELETE   /v1/topics/{name}/schedules/{id}
 """
 
 from __future__ import annotations
@@ -190,9 +193,12 @@ class Api:
         add("PUT", "/v1/content/{name}", "content", self.put_content)
         add("GET", "/v1/topics", "topics", self.get_topics)
         add("POST", "/v1/topics", "topics", self.post_topic)
+        add("DELETE", "/v1/topics/{name}", "topics", self.delete_topic)
         add("GET", "/v1/topics/{name}/subscribers", "topics", self.get_subscribers)
         add("GET", "/v1/topics/{name}/schedules", "schedules", self.get_schedules)
         add("POST", "/v1/topics/{name}/schedules", "schedules", self.post_schedule)
+        add("PATCH", "/v1/topics/{name}/schedules/{id}", "schedules", self.patch_schedule)
+        add("DELETE", "/v1/topics/{name}/schedules/{id}", "schedules", self.delete_schedule)
 
     # -- settings --------------------------------------------------------------------------------
     async def get_settings(self, request: web.Request, tenant: str) -> web.Response:
@@ -532,6 +538,31 @@ class Api:
             t = subscriptions.get_topic(s, tenant, name)
             return subscriptions.schedule_json(subscriptions.add_schedule(s, t, body, campaigns.utcnow()))
         return _ok(await self.tx(run), "schedules", 201)
+
+    async def patch_schedule(self, request: web.Request, tenant: str) -> web.Response:
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise BadRequest('expected {"active": false}')
+        name, sid = request.match_info["name"], request.match_info["id"]
+
+        def run(s):
+            t = subscriptions.get_topic(s, tenant, name)
+            return subscriptions.schedule_json(subscriptions.update_schedule(s, t, sid, body,
+                                                                             campaigns.utcnow()))
+        return _ok(await self.tx(run), "schedules")
+
+    async def delete_schedule(self, request: web.Request, tenant: str) -> web.Response:
+        name, sid = request.match_info["name"], request.match_info["id"]
+
+        def run(s):
+            topic = subscriptions.get_topic(s, tenant, name)
+            return {"deleted": subscriptions.delete_schedule(s, topic, sid)}
+        return _ok(await self.tx(run), "schedules")
+
+    async def delete_topic(self, request: web.Request, tenant: str) -> web.Response:
+        name = request.match_info["name"]
+        return _ok(await self.tx(lambda s: {"deleted": subscriptions.delete_topic(s, tenant, name)}),
+                   "topics")
 
 
 def _int(request: web.Request, name: str, default: int) -> int:

@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -110,6 +110,63 @@ def add_schedule(s: Session, topic: SubscriptionTopic, body: dict[str, Any],
     s.add(sch)
     s.flush()
     return sch
+
+
+def get_schedule(s: Session, topic: SubscriptionTopic, schedule_id: str | int) -> SubscriptionSchedule:
+    try:
+        sid = int(schedule_id)
+    except (TypeError, ValueError):
+        raise CampaignError(f"schedule id {schedule_id!r} is not a number") from None
+    sch = s.scalar(select(SubscriptionSchedule).where(SubscriptionSchedule.id == sid,
+                                                      SubscriptionSchedule.topic_id == topic.id))
+    if sch is None:
+        raise CampaignError(f"no schedule {sid} on topic {topic.name}", 404)
+    return sch
+
+
+def update_schedule(s: Session, topic: SubscriptionTopic, schedule_id: str | int,
+                    body: dict[str, Any], now: datetime) -> SubscriptionSchedule:
+    """Disable (``{"active": false}``) or enable a schedule. A schedule enabled again fires at
+    its next time after now: the times it was off are not made up for."""
+    sch = get_schedule(s, topic, schedule_id)
+    active = body.get("active")
+    if not isinstance(active, bool) or set(body) - {"active"}:
+        raise CampaignError('expected {"active": true} or {"active": false}; to change the cron or '
+                            "the content, delete the schedule and add a new one")
+    if active and not sch.active:
+        sch.next_run_at = cron.parse(sch.cron).next_after(now, sch.timezone)
+    sch.active = active
+    s.flush()
+    return sch
+
+
+def delete_schedule(s: Session, topic: SubscriptionTopic, schedule_id: str | int) -> int:
+    """Remove a schedule; campaigns it already fired stay (cancel them as campaigns)."""
+    sch = get_schedule(s, topic, schedule_id)
+    s.delete(sch)
+    s.flush()
+    return sch.id
+
+
+UNFINISHED = ("scheduled", "running", "paused")
+
+
+def delete_topic(s: Session, tenant_id: str, name: str) -> str:
+    """Remove a topic with its schedules and subscribers; refused while a campaign still sends
+    to it. Its keyword is free again (``SUB <name>`` then answers that there is no such topic)."""
+    t = get_topic(s, tenant_id, name)
+    busy = s.scalars(select(Campaign.id).where(Campaign.tenant_id == tenant_id,
+                                               Campaign.audience_kind == "topic",
+                                               Campaign.audience_ref == t.id,
+                                               Campaign.status.in_(UNFINISHED)).limit(5)).all()
+    if busy:
+        raise CampaignError(f"topic {t.name} is still being sent to by {', '.join(busy)}; cancel "
+                            "or wait for those campaigns first", 409)
+    s.execute(delete(SubscriptionSchedule).where(SubscriptionSchedule.topic_id == t.id))
+    s.execute(delete(Subscriber).where(Subscriber.topic_id == t.id))
+    s.delete(t)
+    s.flush()
+    return t.name
 
 
 def schedule_json(x: SubscriptionSchedule) -> dict[str, Any]:
