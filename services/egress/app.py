@@ -14,8 +14,10 @@ them. The status events of all three steps are produced before the offsets are c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
@@ -25,8 +27,9 @@ from services.core.carriers import Carrier, load_carriers
 from services.core.dlq import dlq_record
 from services.core.processor import TRANSIENT, In, Out, Processor
 from services.core.schemas import encode
+from services.core.secrets import SecretBox
 from services.core.topics import SMS_DELIVERY, SMS_OUTBOUND, SMS_STATUS, dlq_name
-from services.egress import dlr, domain
+from services.egress import deferral, dlr, domain
 from services.egress.connectors import Connector, SubmitResult
 from services.egress.connectors import build as build_connector
 from services.egress.delivery import PermanentFailure, RetryBudgetExhausted, submit_with_failover
@@ -40,6 +43,13 @@ SEND_CONCURRENCY = 64  # sends in flight per worker; the carriers' rate limits a
 FAILOVER_AFTER = 2  # a carrier that fails transiently twice in a row hands over to the next
 OPTOUTS_START_TIMEOUT_S = 60.0
 SWEEP_INTERVAL_S = 5.0
+# Back-pressure: a batch sleeps at most this long for a carrier; a longer wait parks the message
+# (services/egress/deferral.py) so the batch's other carriers' messages go on.
+IN_BATCH_MAX_WAIT_S = 1.0
+THROTTLE_PAUSE_S = 1.0  # a 429 without Retry-After pauses the carrier this long
+REDRIVE_INTERVAL_S = 0.5
+REDRIVE_BATCH = 200
+REDRIVE_LEASE_S = 120.0  # a claimed parked message is another worker's again after this
 
 SUBMITS = Counter("herald_egress_submits_total", "Messages handed to carriers, by outcome",
                   ["carrier", "outcome"])
@@ -64,6 +74,7 @@ class Egress:
         self.carriers, self.connectors, self.buckets, self.optouts = carriers, connectors, buckets, optouts
         self._slots = asyncio.Semaphore(SEND_CONCURRENCY)
         self._last_purge = 0.0
+        self.box = SecretBox(self.settings.secret_key, deferral.SEAL_PURPOSE)
 
     # -- sms.outbound -------------------------------------------------------------------------
     async def on_outbound(self, items: list[In]) -> list[Out]:
@@ -80,35 +91,47 @@ class Egress:
         with self.db.session() as s:
             decisions = domain.accept_batch(s, [i.event for i in items], optouts=self.optouts,
                                             carriers=self.carriers)
+            # A redelivered event of a parked message: the redrive loop sends it, not this batch.
+            parked = deferral.parked_ids(s, [d.plan.submission.message_id for d in decisions
+                                             if d.plan is not None])
+        for d in decisions:
+            if d.plan is not None and d.plan.submission.message_id in parked:
+                d.plan, d.duplicate = None, True
         return list(zip(items, decisions, strict=True))
 
     async def _send(self, plan: SendPlan) -> Result:
         sub = plan.submission
         connectors = [self.connectors[name] for name in plan.carriers]
 
-        async def acquire(carrier: str) -> None:
-            await self.buckets[carrier].acquire(sub.segments)  # carriers count segments
+        async def acquire(carrier: str) -> float:
+            # carriers count segments; a paused carrier answers with its wait instead
+            return await self.buckets[carrier].acquire(sub.segments, max_wait=IN_BATCH_MAX_WAIT_S)
+
+        async def throttled(carrier: str, retry_after: float | None) -> None:
+            await self.buckets[carrier].pause(retry_after if retry_after is not None
+                                              else THROTTLE_PAUSE_S)
 
         async with self._slots:
             try:
                 res = await submit_with_failover(
                     connectors, sub, max_attempts=self.settings.egress_max_attempts,
                     backoff_base=self.settings.egress_backoff_base_ms / 1000, acquire=acquire,
-                    failover_after=FAILOVER_AFTER)
+                    failover_after=FAILOVER_AFTER, max_wait=IN_BATCH_MAX_WAIT_S,
+                    throttled=throttled)
                 SUBMITS.labels(res.carrier, "sent").inc()
                 return res
             except PermanentFailure as exc:
                 SUBMITS.labels(exc.carrier, "refused").inc()
                 return exc
             except RetryBudgetExhausted as exc:
-                SUBMITS.labels(plan.carriers[0], "gave_up").inc()
+                SUBMITS.labels(plan.carriers[0], "parked").inc()
                 return exc
             except Exception as exc:  # noqa: BLE001 - the batch's other sends must be recorded
                 log.exception("egress: unexpected error sending %s", sub.message_id)
                 SUBMITS.labels(plan.carriers[0], "error").inc()
                 return Unexpected(exc)
 
-    async def _record_until_done(self, done: list[tuple[In, SendPlan, Result]]) -> list[Out]:
+    async def _record_until_done(self, done: list[tuple[In | None, SendPlan, Result]]) -> list[Out]:
         # Never raise from here: the messages are at the carriers, and a retried batch would
         # send them again.
         delay = 0.2
@@ -131,7 +154,7 @@ class Egress:
                                       one[1].submission.message_id)
                 return outs
 
-    def _record(self, done: list[tuple[In, SendPlan, Result]]) -> list[Out]:
+    def _record(self, done: list[tuple[In | None, SendPlan, Result]]) -> list[Out]:
         outs: list[Out] = []
         with self.db.session() as s:
             sent = [(plan.submission.message_id, res) for _, plan, res in done
@@ -140,6 +163,9 @@ class Egress:
                 recorded = domain.record_sent_batch(s, sent)
                 outs += [self._status(ev) for _, events in recorded for ev in events]
                 outs += [self._status(ev) for ev in dlr.match_pending_many(s, [m for m, _ in recorded])]
+            settled = [plan.submission.message_id for _, plan, res in done
+                       if not isinstance(res, RetryBudgetExhausted)]
+            deferral.release(s, settled)
             for item, plan, res in done:
                 mid = plan.submission.message_id
                 if isinstance(res, SubmitResult):
@@ -147,13 +173,54 @@ class Egress:
                 if isinstance(res, PermanentFailure):
                     events = domain.record_failed(s, mid, f"{res.carrier} refused: {res.reason}",
                                                   carrier=res.carrier)
+                elif isinstance(res, RetryBudgetExhausted):
+                    events = self._park(s, plan, res)
                 else:
-                    kind = "retry_budget_exhausted" if isinstance(res, RetryBudgetExhausted) \
-                        else "processing_error"
                     events = domain.record_failed(s, mid, res.reason)
-                    outs.append(self._dead_letter(item, res.reason, kind))
+                    if item is not None:
+                        outs.append(self._dead_letter(item, res.reason, "processing_error"))
                 outs += [self._status(ev) for ev in events]
         return outs
+
+    def _park(self, s: Any, plan: SendPlan, res: RetryBudgetExhausted) -> list[dict[str, Any]]:
+        """Back-pressure: wait for the carriers, within the message's validity period."""
+        now = datetime.now(UTC)
+        mid = plan.submission.message_id
+        known = deferral.deadline_of(s, mid)
+        if known is not None:
+            deadline, attempts = known
+        else:
+            deadline = plan.expires_at or now + timedelta(seconds=self.settings.egress_validity_s)
+            attempts = 0
+        attempts += res.attempts
+        # Backoff grows with the tries so far (capped at a minute), at least what was asked.
+        wait = max(res.retry_after, min(60.0, self.settings.egress_backoff_base_ms / 1000
+                                        * 2 ** min(attempts, 10)))
+        if now + timedelta(seconds=wait) > deadline:
+            deferral.release(s, [mid])
+            return domain.record_expired(
+                s, mid, f"validity ended at {domain.iso(deadline)} while its carriers were "
+                        f"unavailable: {res.reason}", now=now)
+        deferral.park(s, self.box, plan, deadline=deadline, due_at=time.time() + wait,
+                      reason=res.reason, attempts=attempts, now=now)
+        log.info("egress: %s parked for %.1fs (%s)", mid, wait, res.reason[:200])
+        return []
+
+    # -- parked messages ----------------------------------------------------------------------
+    def _claim(self) -> list[deferral.Parked]:
+        with self.db.session() as s:
+            return deferral.claim_due(s, self.box, time.time(), limit=REDRIVE_BATCH,
+                                      lease_s=REDRIVE_LEASE_S)
+
+    async def redrive(self) -> list[Out]:
+        """Send the parked messages that are due; park again those still pushed back."""
+        due = await asyncio.to_thread(self._claim)
+        if not due:
+            return []
+        plans = [dataclasses.replace(p.plan, expires_at=p.deadline) for p in due]
+        results = await asyncio.gather(*(self._send(plan) for plan in plans))
+        return await self._record_until_done(
+            [(None, plan, res) for plan, res in zip(plans, results, strict=True)])
 
     def _dead_letter(self, item: In, reason: str, kind: str) -> Out:
         """The outbound event itself, kept for an operator to inspect and replay."""
@@ -246,6 +313,15 @@ def build() -> Processor:
                 await p.send(outs)
         except Exception:  # noqa: BLE001 - a housekeeping failure must not stop the worker
             log.exception("egress: DLR sweep failed")
+
+    @app.timer(interval=REDRIVE_INTERVAL_S)
+    async def redrive_parked() -> None:
+        try:
+            outs = await egress.redrive()
+            if outs:
+                await p.send(outs)
+        except Exception:  # noqa: BLE001 - the rows stay parked; their lease lets them be retried
+            log.exception("egress: sending parked messages failed")
 
     p.consume(SMS_OUTBOUND, egress.on_outbound)
     p.consume(SMS_DELIVERY, egress.on_delivery)

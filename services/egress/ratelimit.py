@@ -66,8 +66,12 @@ class SharedTokenBucket:
         self._lock = asyncio.Lock()  # one lease in flight per worker; waiters queue in order
         self.round_trips = 0
 
-    async def acquire(self, n: float = 1) -> None:
-        """Wait until ``n`` tokens are granted to the caller."""
+    async def acquire(self, n: float = 1, max_wait: float | None = None) -> float:
+        """Wait until ``n`` tokens are granted to the caller; returns 0.
+
+        With ``max_wait``: a wait longer than that (the carrier is paused, see ``pause``) is not
+        slept; nothing is granted and the wait is returned, the lease staying with this worker.
+        """
         if not n > 0:
             raise ValueError("n must be > 0")
         async with self._lock:
@@ -79,9 +83,25 @@ class SharedTokenBucket:
                 wait = self._ready_at - self._clock()
                 if wait <= 0:
                     break
+                if max_wait is not None and wait > max_wait:
+                    return wait
                 # Cancelled here, the reservation stays with this worker for the next caller.
                 await self._sleep(wait)
             self._local -= n
+            return 0.0
+
+    async def pause(self, seconds: float) -> None:
+        """The carrier asked us to slow down: no worker sends to it for ``seconds``.
+
+        The shared row goes to ``-rate * seconds`` tokens (if not lower already), so every
+        worker's next lease is ready only after the refill has covered that; this worker's
+        local tokens wait as long.
+        """
+        if not seconds > 0:
+            return
+        async with self._lock:
+            until = await asyncio.to_thread(self._hold, seconds)
+            self._ready_at = max(self._ready_at, until)
 
     async def close(self) -> None:
         """Give back the tokens leased but not used (capped at burst)."""
@@ -116,6 +136,13 @@ class SharedTokenBucket:
             tokens, now = self._locked_row(conn)
             self._store(conn, min(self.burst, tokens + amount), now)
             conn.commit()
+
+    def _hold(self, seconds: float) -> float:
+        with self.db.engine.connect() as conn:
+            tokens, now = self._locked_row(conn)
+            self._store(conn, min(tokens, -self.rate * seconds), now)
+            conn.commit()
+        return now + seconds
 
     def _locked_row(self, conn: Connection) -> tuple[float, float]:
         """Lock this carrier's row (creating it full) and return (refilled tokens, now)."""

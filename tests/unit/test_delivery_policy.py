@@ -136,7 +136,7 @@ def test_an_exhausted_budget_names_the_last_error_of_each_carrier_and_the_attemp
     exhausted = info.value
     assert exhausted.attempts == 4
     assert a.calls + b.calls == 4  # counted across carriers
-    assert exhausted.reason == ("gave up after 4 attempt(s): a: ConnectionFailed: connect failed: refused; "
+    assert exhausted.reason == ("no carrier took it after 4 attempt(s): a: ConnectionFailed: connect failed: refused; "
                                 "b: TransientError: service unavailable")
     assert set(exhausted.errors) == {"a", "b"}
     assert len(rec.delays) == 2  # no sleep after the last attempt, none before failing over
