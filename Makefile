@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install kafka-fetch kafka-up kafka-down topics migrate run test test-unit \
-        test-integration test-e2e bench bench-quick bench-profile lint settings clean
+        test-integration test-e2e test-browser browser bench bench-quick bench-profile lint settings clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -36,7 +36,10 @@ migrate: $(STAMP) ## Migrate the database to head
 run: install ## Broker, topics, database and every processor; Ctrl-C stops them all
 	$(BIN)/python deploy/devstack.py
 
-test: install ## All tests: unit, integration (real broker + databases), end to end
+browser: ## Debian's Chromium and a CJK font for the browser tests
+	deploy/browser/chromium.sh ensure
+
+test: install browser ## All tests: unit, integration (real broker + databases), end to end, browser
 	$(BIN)/python -m pytest tests -q
 
 test-unit: $(STAMP) ## Fast tests, no broker
@@ -47,6 +50,9 @@ test-integration: install ## Tests against the real broker and databases
 
 test-e2e: install ## The platform as processes, driven from outside
 	$(BIN)/python -m pytest tests/e2e -q
+
+test-browser: install browser ## The console driven in headless Chromium against the running stack
+	$(BIN)/python -m pytest tests/browser -q
 
 bench: install ## Full benchmark suite; writes bench/results/
 	$(BIN)/python -m bench.run --mode full
