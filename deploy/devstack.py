@@ -1,33 +1,224 @@
-"""`make run`: the whole platform on embedded defaults, until Ctrl-C.
+"""`make run`: the whole platform on embedded defaults, supervised, until Ctrl-C.
 
 Order: broker -> topics -> database migrations -> demo data -> carrier simulator -> processors.
-Ctrl-C (or SIGTERM) stops them in reverse order and leaves no process behind.
+A process that exits on its own is restarted with backoff (and a line naming it and its exit
+status); the others keep working. The supervisor's state (per process: pid, state, restarts,
+last exit status, since) is kept in ``.run/stack.json``; ``python deploy/devstack.py status``
+prints it. Only Ctrl-C (or SIGTERM) stops everything, in ``stop_group`` order: first what
+takes input (ingress), then the stream processors, then egress (its in-flight sends still
+reach the carrier), then the carrier simulator, and the broker last.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.core.settings import get_settings
+STATE_FILE = ROOT / ".run" / "stack.json"
 
-PROCESSORS = ["ingress", "router", "egress", "campaigns", "verifier", "ledger", "bridge", "metrics"]
+
+@dataclass(frozen=True)
+class ProcSpec:
+    """One supervised process. ``stop_group``: lower groups are stopped (and waited for) first."""
+
+    name: str
+    argv: Sequence[str]
+    port: int | None = None
+    stop_group: int = 1
+
+
+def platform_specs(s: Any) -> list[ProcSpec]:
+    """The processes of `make run`, in start order. Add a process here (name, module, port)."""
+    py = sys.executable
+    specs = [ProcSpec("simulator", [py, "-m", "services.simulator"], None, stop_group=4)]
+    for name, group in (("ingress", 0), ("router", 1), ("egress", 2), ("campaigns", 1),
+                        ("verifier", 1), ("ledger", 1), ("bridge", 1), ("metrics", 3)):
+        specs.append(ProcSpec(name, [py, "-m", f"services.{name}"], getattr(s, f"{name}_port"),
+                              stop_group=group))
+    return specs
+
+
+@dataclass
+class Child:
+    spec: ProcSpec
+    proc: subprocess.Popen | None = None
+    state: str = "starting"  # starting | running | backoff | stopping | stopped
+    restarts: int = 0
+    last_exit: int | None = None
+    since: float = field(default_factory=time.time)
+    started_at: float = 0.0
+    restart_at: float = 0.0
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "-"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
+
+
+class Supervisor:
+    """Starts, watches and restarts child processes; stops them in groups.
+
+    Backoff: ``backoff_base`` doubled for each restart in a row of a process that ran less than
+    ``stable_after`` seconds, capped at ``backoff_max``; a process that ran longer starts again
+    from ``backoff_base``.
+    """
+
+    def __init__(self, specs: Sequence[ProcSpec], *, log_dir: Path, state_file: Path = STATE_FILE,
+                 backoff_base: float = 1.0, backoff_max: float = 30.0, stable_after: float = 60.0,
+                 stop_timeout: float = 20.0, say: Callable[[str], None] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"process names must be unique: {names}")
+        self.children = [Child(s) for s in specs]
+        self.log_dir, self.state_file = log_dir, state_file
+        self.backoff_base, self.backoff_max, self.stable_after = backoff_base, backoff_max, stable_after
+        self.stop_timeout = stop_timeout
+        self.say = say or step
+        self.env = env
+        self._streak: dict[str, int] = {}
+
+    # -- running ------------------------------------------------------------------------------
+    def _spawn(self, c: Child) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"{c.spec.name}.log", "ab") as log:
+            # Own session: Ctrl-C reaches only us, and we stop children in order.
+            c.proc = subprocess.Popen(list(c.spec.argv), stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True, env=self.env)
+        c.state, c.since, c.started_at = "running", time.time(), time.monotonic()
+
+    def start_all(self) -> None:
+        for c in self.children:
+            self._spawn(c)
+        self.write_state()
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.spec.name == name)
+
+    def poll(self) -> bool:
+        """Notice exits and due restarts; returns whether anything changed."""
+        changed = False
+        now = time.monotonic()
+        for c in self.children:
+            if c.state == "running" and c.proc is not None and c.proc.poll() is not None:
+                c.last_exit = c.proc.returncode
+                ran = now - c.started_at
+                streak = 0 if ran >= self.stable_after else self._streak.get(c.spec.name, 0)
+                delay = min(self.backoff_max, self.backoff_base * 2**streak)
+                self._streak[c.spec.name] = streak + 1
+                c.state, c.since, c.restart_at = "backoff", time.time(), now + delay
+                self.say(f"{c.spec.name} (pid {c.proc.pid}) exited unexpectedly "
+                         f"({describe_exit(c.last_exit)}) after {ran:.1f}s; restarting in "
+                         f"{delay:.2f}s (see .run/logs/{c.spec.name}.log)")
+                changed = True
+            elif c.state == "backoff" and now >= c.restart_at:
+                c.restarts += 1
+                self._spawn(c)
+                self.say(f"{c.spec.name} restarted (pid {c.proc.pid}, restart #{c.restarts})")
+                changed = True
+        if changed:
+            self.write_state()
+        return changed
+
+    # -- stopping -----------------------------------------------------------------------------
+    def stop_all(self) -> None:
+        """Stop group by group (lowest first); each group is waited for before the next."""
+        for group in sorted({c.spec.stop_group for c in self.children}):
+            members = [c for c in self.children if c.spec.stop_group == group]
+            for c in members:
+                if c.proc is not None and c.proc.poll() is None:
+                    c.state, c.since = "stopping", time.time()
+                    c.proc.terminate()
+                else:
+                    c.state = "stopped"
+            self.write_state()
+            for c in members:
+                if c.proc is None or c.state == "stopped":
+                    continue
+                try:
+                    c.proc.wait(self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    self.say(f"{c.spec.name} did not stop in {self.stop_timeout:.0f}s; killing")
+                    os.killpg(c.proc.pid, signal.SIGKILL)
+                    c.proc.wait(5)
+                c.state, c.since, c.last_exit = "stopped", time.time(), c.proc.returncode
+            self.write_state()
+
+    # -- state --------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "updated_at": iso(time.time()),
+            "supervisor_pid": os.getpid(),
+            "processes": [{
+                "name": c.spec.name,
+                "pid": c.proc.pid if c.proc is not None else None,
+                "port": c.spec.port,
+                "state": c.state,
+                "restarts": c.restarts,
+                "last_exit_status": c.last_exit,
+                "last_exit": describe_exit(c.last_exit),
+                "since": iso(c.since),
+            } for c in self.children],
+        }
+
+    def write_state(self) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.snapshot(), indent=2))
+        tmp.replace(self.state_file)  # readers never see half a file
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def status_table(state: dict[str, Any]) -> str:
+    rows = [("NAME", "PID", "STATE", "RESTARTS", "LAST EXIT", "SINCE")]
+    for p in state.get("processes", []):
+        rows.append((p["name"], str(p["pid"] or "-"), p["state"], str(p["restarts"]),
+                     p.get("last_exit") or describe_exit(p.get("last_exit_status")), p["since"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join([*lines, f"(updated {state.get('updated_at', '?')})"])
 
 
 def step(msg: str) -> None:
     print(f"herald: {msg}", flush=True)
 
 
+def status(state_file: Path = STATE_FILE) -> int:
+    try:
+        state = json.loads(state_file.read_text())
+    except FileNotFoundError:
+        print(f"no stack state at {state_file}: is `make run` running?")
+        return 1
+    print(status_table(state))
+    return 0
+
+
 def main() -> int:
+    import httpx
+
+    from services.core.settings import get_settings
+
     os.chdir(ROOT)
     s = get_settings()
     logs = ROOT / ".run" / "logs"
@@ -43,7 +234,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    procs: list[tuple[str, subprocess.Popen, int | None]] = []
+    sup = Supervisor(platform_specs(s), log_dir=logs)
     try:
         step("starting the Kafka broker")
         subprocess.run(["deploy/kafka/kafka.sh", "start"], check=True, env=kafka_env)
@@ -52,64 +243,41 @@ def main() -> int:
         step(f"migrating {s.database_url}")
         subprocess.run([sys.executable, "-m", "services.core.db.migrate", "up"], check=True)
         subprocess.run([sys.executable, "-m", "services.core.demo"], check=True)
-
-        def spawn(name: str, module: str, port: int | None) -> None:
-            log = open(logs / f"{name}.log", "ab")
-            # Own process group: Ctrl-C reaches us, and we stop children in order.
-            p = subprocess.Popen([sys.executable, "-m", module], stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-            procs.append((name, p, port))
-
-        spawn("simulator", "services.simulator", None)
-        for name in PROCESSORS:
-            spawn(name, f"services.{name}", getattr(s, f"{name}_port"))
+        sup.start_all()
 
         deadline = time.monotonic() + 90
-        pending = {name: port for name, _, port in procs if port}
+        pending = {c.spec.name: c.spec.port for c in sup.children if c.spec.port}
         while pending and not stopping and time.monotonic() < deadline:
-            for name, p, _ in procs:
-                if p.poll() is not None:
-                    step(f"{name} exited with {p.returncode}; see .run/logs/{name}.log")
-                    return 1
+            sup.poll()
             for name, port in list(pending.items()):
                 try:
-                    r = httpx.get(f"http://{s.web_host}:{port}/health", timeout=2)
-                    if r.status_code == 200:
+                    if httpx.get(f"http://{s.web_host}:{port}/health", timeout=2).status_code == 200:
                         del pending[name]
                 except httpx.HTTPError:
                     pass
             time.sleep(0.3)
         if pending and not stopping:
-            step(f"not healthy after 90s: {sorted(pending)}; see .run/logs/")
-            return 1
+            step(f"not healthy after 90s: {sorted(pending)}; see .run/logs/ (still supervised)")
         if not stopping:
-            for name, _, port in procs:
-                where = f"http://{s.web_host}:{port}/health" if port else "http://127.0.0.1:8900"
-                step(f"{name:<10} up   {where}")
+            for c in sup.children:
+                where = f"http://{s.web_host}:{c.spec.port}/health" if c.spec.port else "http://127.0.0.1:8900"
+                step(f"{c.spec.name:<10} up   {where}")
             step(f"ready. Send API: POST http://127.0.0.1:{s.ingress_port}/v1/messages. "
-                 "Ctrl-C stops all.")
+                 "`python deploy/devstack.py status` shows the processes. Ctrl-C stops all.")
         while not stopping:
-            for name, p, _ in procs:
-                if p.poll() is not None:
-                    step(f"{name} exited with {p.returncode}; stopping (see .run/logs/{name}.log)")
-                    stopping = True
+            sup.poll()
             time.sleep(0.5)
         return 0
     finally:
         step("stopping")
-        for _name, p, _ in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for name, p, _ in reversed(procs):
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                step(f"{name} did not stop in 20s; killing")
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        sup.stop_all()
         subprocess.run(["deploy/kafka/kafka.sh", "stop"], check=False, env=kafka_env)
         step("stopped")
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["status"]:
+        sys.exit(status())
+    if sys.argv[1:]:
+        sys.exit(f"usage: {sys.argv[0]} [status]")
     sys.exit(main())

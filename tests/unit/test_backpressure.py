@@ -111,13 +111,13 @@ def batch(e, events) -> list:
     return asyncio.run(e.on_outbound([In(ev, ev["to"], 0, i) for i, ev in enumerate(events)]))
 
 
-def parked(db) -> int:
-    with db.session() as s:
+def parked(database) -> int:
+    with database.session() as s:
         return s.scalar(select(func.count()).select_from(DeferredSend))
 
 
-def make_due(db) -> None:
-    with db.session() as s:
+def make_due(database) -> None:
+    with database.session() as s:
         for r in s.scalars(select(DeferredSend)):
             r.due_at = 0.0
 
