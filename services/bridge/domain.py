@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from services.core import topics
 from services.core.db.bridge_models import BridgeInbound
 from services.core.db.models import SenderNumber, Tenant
-from services.core.messages import message_id_for, parse_ts
+from services.core.messages import message_id_for, parse_ts, record_accepted, request_mismatch
 from services.core.processor import Out, Rejected
 from services.core.schemas import EventInvalid, now_iso, parse_object, validate
 
@@ -138,6 +138,14 @@ class Gateway:
             validate(topics.SMS_OUTBOUND, event)
         except EventInvalid as exc:
             raise Rejected(exc.reason, "schema_violation") from None
+        # Recorded here, as the send API does, so that a reused idempotency key with another
+        # request is refused to the ERP's DLQ instead of vanishing as egress's duplicate.
+        msg, created = record_accepted(s, event)
+        differs = [] if created else request_mismatch(msg, event)
+        if differs:
+            raise Rejected(f"request_id {request_id!r} was already used for a different message "
+                           f"(it differs in {', '.join(differs)}); a new message needs a new "
+                           "request_id", "idempotency_conflict")
         return Out(topics.SMS_OUTBOUND, event["to"], event)
 
     @staticmethod

@@ -23,7 +23,7 @@ from services.core.db import Database
 from services.core.db.models import InboundPart, Message, SenderNumber
 from services.core.health import HealthCheck
 from services.core.kafka import AsyncProducer
-from services.core.messages import REDACTED, history, record_accepted
+from services.core.messages import history, record_accepted, request_mismatch
 from services.core.settings import Settings, get_settings
 from services.core.tenancy import authenticate
 from services.core.webservice import add_health_routes, serve
@@ -39,6 +39,7 @@ from .domain import (
     parse_mo,
     parse_send,
     preview,
+    reused_key,
 )
 
 log = logging.getLogger("herald.ingress")
@@ -181,23 +182,20 @@ class Ingress:
             return resp
         return None
 
-    def _accept(self, events: list[dict]) -> list[bool]:
-        """Record the messages as accepted (idempotent); True where one already existed."""
-        dup = []
+    def _accept(self, events: list[dict]) -> list[bool | str]:
+        """Record the messages as accepted (idempotent). Per event: False when it is new, True
+        when the same request was accepted before (its message stands), or the reason a reused
+        idempotency key is refused (another request was accepted under it)."""
+        out: list[bool | str] = []
         with self.db.session() as s:
             for e in events:
                 msg, created = record_accepted(s, e)
-                if not created:
-                    # The same idempotency key again: the first request's message stands.
-                    e["to"] = msg.recipient
-                    if msg.text != REDACTED:
-                        e["text"] = msg.text
-                    if msg.sender:
-                        e["from"] = msg.sender
-                    else:
-                        e.pop("from", None)
-                dup.append(not created)
-        return dup
+                if created:
+                    out.append(False)
+                    continue
+                differs = request_mismatch(msg, e)
+                out.append(reused_key(e["request_id"], differs) if differs else True)
+        return out
 
     @staticmethod
     def _result(event: dict, duplicate: bool) -> dict:
@@ -220,6 +218,9 @@ class Ingress:
         if limited is not None:
             return limited
         (dup,) = await asyncio.to_thread(self._accept, [event])
+        if isinstance(dup, str):
+            return _error(409, dup, request_id=event["request_id"],
+                          message_id=event["message_id"])
         # Published again on a duplicate too: if the first attempt died before the broker
         # acknowledged it, this one delivers it; egress dedupes by message id.
         await self.producer.send(topics.SMS_OUTBOUND, event, key=event["to"])
@@ -248,8 +249,13 @@ class Ingress:
         if limited is not None:
             return limited
         dups = await asyncio.to_thread(self._accept, [e for _, e in events])
-        await self.producer.send_many([(topics.SMS_OUTBOUND, e, e["to"]) for _, e in events])
+        sent = [(i, e, dup) for (i, e), dup in zip(events, dups, strict=True) if not isinstance(dup, str)]
+        await self.producer.send_many([(topics.SMS_OUTBOUND, e, e["to"]) for _, e, _ in sent])
         for (i, e), dup in zip(events, dups, strict=True):
+            if isinstance(dup, str):
+                results.append({"index": i, "error": dup, "status": 409,
+                                "request_id": e["request_id"], "message_id": e["message_id"]})
+        for i, e, dup in sent:
             results.append({"index": i, **self._result(e, dup)})
         results.sort(key=lambda r: r["index"])
         accepted = sum(1 for r in results if "error" not in r)

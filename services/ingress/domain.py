@@ -178,6 +178,16 @@ def parse_send(tenant_id: str, body: Any, header_key: str | None = None,
     return event
 
 
+def reused_key(request_id: str, differs: list[str]) -> str:
+    """Why a request reusing an idempotency key with another body is refused (409)."""
+    if "source" in differs:
+        return (f"request_id {request_id!r} is already taken by a message this API did not "
+                "accept; use another request_id")
+    return (f"request_id {request_id!r} was already used for a different message (it differs in "
+            f"{', '.join(differs)}); a retry must repeat the original request exactly, and a new "
+            "message needs a new request_id")
+
+
 def preview(text: str) -> dict[str, Any]:
     seg = segment(text)
     return {"encoding": seg.encoding, "segments": seg.count, "characters": len(text),
