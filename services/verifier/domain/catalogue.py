@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.core.db.models import Tenant
 from services.core.db.schemes import Brand, CodeBatch, Lottery, PrizeTier, Product, as_utc
 
 from .codes import CodeFormat
@@ -87,6 +88,7 @@ class Catalogue:
         self._products: dict[int, ProductInfo] = {}
         self._batches: dict[int, int] = {}  # batch -> product; a batch never changes product
         self._lotteries: dict[int, tuple[float, tuple[LotteryInfo, ...]]] = {}
+        self._tenant_names: dict[str, tuple[float, str]] = {}
 
     def clear(self) -> None:
         with self._lock:
@@ -94,6 +96,7 @@ class Catalogue:
             self._brands.clear()
             self._products.clear()
             self._lotteries.clear()
+            self._tenant_names.clear()
 
     def brands(self, s: Session, tenant_id: str) -> tuple[BrandInfo, ...]:
         hit = self._tenants.get(tenant_id)
@@ -109,6 +112,15 @@ class Catalogue:
             for p in products:
                 self._products[p.id] = _product_info(p)
         return infos
+
+    def tenant_name(self, s: Session, tenant_id: str) -> str:
+        """The tenant's name, for replies that cannot name one of its brands."""
+        hit = self._tenant_names.get(tenant_id)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        name = s.scalar(select(Tenant.name).where(Tenant.id == tenant_id)) or tenant_id
+        self._tenant_names[tenant_id] = (time.monotonic(), name)
+        return name
 
     def brand(self, s: Session, brand_id: int) -> BrandInfo:
         b = self._brands.get(brand_id)

@@ -81,6 +81,10 @@ class CodeFormat:
     def make(self, body: str) -> str:
         return body + self.check_symbol(body)
 
+    def has_shape(self, code: str) -> bool:
+        """Right length and only alphabet symbols (the check symbol not checked)."""
+        return len(code) == self.size and all(c in self._index for c in code)
+
     def fits(self, code: str) -> bool:
         """Right length, only alphabet symbols, and the check symbol agrees."""
         if len(code) != self.size or any(c not in self._index for c in code):

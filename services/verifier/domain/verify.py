@@ -64,6 +64,21 @@ def points_entry_id(submission_id: str) -> str:
     return derived_id("points", submission_id)
 
 
+def attribute(brands: tuple[BrandInfo, ...], code: str) -> tuple[BrandInfo, BrandInfo | None]:
+    """For a code that is no product's (yet): (the brand it counts against for lockouts, the
+    brand a reply may name, or None when it cannot be told whose code it is).
+
+    The candidates are the brands whose format the code fits (check symbol included), else
+    whose shape it has (length and symbols: a mistyped code), else whose length. One candidate,
+    or a tenant with one brand, names that brand; several or none name no brand."""
+    candidates = ([x for x in brands if x.format.fits(code)]
+                  or [x for x in brands if x.format.has_shape(code)]
+                  or [x for x in brands if x.format.size == len(code)])
+    counted = candidates[0] if candidates else brands[0]
+    named = counted if len(brands) == 1 or len(candidates) == 1 else None
+    return counted, named
+
+
 @dataclass
 class _Batch:
     """What one batch has done so far, before its rows are flushed in one go."""
@@ -129,9 +144,10 @@ class Verifier:
             for q in fresh:
                 self.on_outcome(q.tenant_id, q.outcome)
 
+        codes = {ev["submission_id"]: ev["code"] for ev in events}
         outs: list[Out] = []
         for q in order:
-            outs.extend(self.replies(s, q, b))
+            outs.extend(self.replies(s, q, b, codes.get(q.submission_id)))
         return outs
 
     # -- one new submission ----------------------------------------------------------------------
@@ -142,11 +158,12 @@ class Verifier:
         if not brands:
             raise Rejected(f"tenant {tenant} has no brand, so its codes cannot be checked", "no_brand")
         code = normalise(ev["code"])
-        fits = [x for x in brands if x.format.fits(code)]
-        # Invalid codes name no brand: they count against the first brand whose format they fit,
-        # else one whose length they have, else the tenant's first brand.
-        brand = fits[0] if fits else next((x for x in brands if x.format.size == len(code)), brands[0])
-        q = CodeQuery(submission_id=sid, tenant_id=tenant, brand_id=brand.id, msisdn=msisdn,
+        fits = any(x.format.fits(code) for x in brands)
+        brand, named = attribute(brands, code)
+        # brand_id is the brand the reply names: the product's for a known code, else the one
+        # brand the code can be told to belong to, else none (the reply names the tenant).
+        q = CodeQuery(submission_id=sid, tenant_id=tenant, brand_id=named.id if named else None,
+                      msisdn=msisdn,
                       reply_from=ev["to"], inbound_message_id=ev.get("inbound_message_id"), received_at=at,
                       language=language_for(brand.language, msisdn), points=0,
                       processed_at=datetime.now(UTC))
@@ -252,12 +269,23 @@ class Verifier:
         flag.last_seen_at, flag.last_submission_id = at, sid
 
     # -- what a submission is answered with (first delivery and redeliveries alike) --------------
-    def replies(self, s: Session, q: CodeQuery, b: _Batch | None = None) -> list[Out]:
+    def replies(self, s: Session, q: CodeQuery, b: _Batch | None = None,
+                code: str | None = None) -> list[Out]:
+        """``code`` (as submitted) is needed for a query that names no brand: its lockout is the
+        policy of the brand it was counted against."""
         if q.outcome == "ignored":
             return []
-        brand = self.catalogue.brand(s, q.brand_id)
         lang = q.language
-        common = {"brand": brand.display(lang)}
+        if q.brand_id is not None:
+            brand = self.catalogue.brand(s, q.brand_id)
+            name, templates = brand.display(lang), brand.templates
+        else:
+            # A code that cannot be told to be one brand's: the tenant's name, default texts (a
+            # brand's own texts may name that brand).
+            brands = self.catalogue.brands(s, q.tenant_id)
+            brand = attribute(brands, normalise(code or ""))[0]
+            name, templates = self.catalogue.tenant_name(s, q.tenant_id), {}
+        common = {"brand": name}
         outs: list[Out] = []
         kind = q.outcome
         values: dict[str, Any] = dict(common)
@@ -272,7 +300,7 @@ class Verifier:
                           first_number=mask(q.first_msisdn))
         elif q.outcome == "locked":
             values["minutes"] = math.ceil(brand.lockout_duration_s / 60)
-        outs.append(self._sms(q, f"verify-{q.submission_id}", render(kind, lang, brand.templates, **values),
+        outs.append(self._sms(q, f"verify-{q.submission_id}", render(kind, lang, templates, **values),
                               q.outcome))
 
         if q.outcome == "genuine":
