@@ -136,7 +136,8 @@ def test_text_is_normalised_for_matching(raw, keyword, argument):
 @pytest.mark.parametrize("text, keyword", [
     ("STOP", "STOP"), ("stop!", "STOP"), (" Stop ", "STOP"), ("ＳＴＯＰ", "STOP"),
     ("unsubscribe", "UNSUBSCRIBE"), ("td", "TD"), ("T", "T"), ("退订。", "退订"), ("取消", "取消"),
-    ("STOP please", "STOP"),
+    ("STOP please", "STOP"), ("取消订阅", "取消订阅"), ("取消 订阅。", "取消订阅"),
+    ("opt out", "OPT OUT"),
 ])
 def test_stop_variants_opt_out_and_confirm_once(db, router, text, keyword):
     ev = inbound(text)
@@ -150,6 +151,13 @@ def test_stop_variants_opt_out_and_confirm_once(db, router, text, keyword):
                  "optout_confirmation")
     row = optout_row(db, "acme")
     assert row.opted_out is True and row.source_event_id == ev["message_id"]
+
+
+@pytest.mark.parametrize("text", ["取消订单", "cancel my order", "T shirt size?"])
+def test_a_lookalike_of_an_opt_out_is_routed_as_an_ordinary_text(db, router, text):
+    [out] = route(db, router, inbound(text))
+    assert out.topic == "sms.outbound" and out.value["attributes"] == {"kind": "unmatched"}
+    assert optout_row(db, "acme") is None
 
 
 @pytest.mark.parametrize("text", ["START", "unstop", "订阅", "ｓｔａｒｔ。"])

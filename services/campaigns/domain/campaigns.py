@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from services.core import tenancy
 from services.core.db.campaigns_models import (
     Campaign,
     CampaignInbound,
@@ -224,6 +225,9 @@ def create(s: Session, tenant_id: str, body: dict[str, Any], *, now: datetime | 
                                                        CampaignKeyword.keyword == word))
         if taken is not None:
             raise CampaignError(f"keyword {word} is already used by campaign {taken.campaign_id}", 409)
+        shadowed = tenancy.campaign_keyword_conflict(s, tenant_id, word)
+        if shadowed:  # a router rule or compliance word would answer it first
+            raise CampaignError(f"keyword {word} could never be reached: {shadowed}", 409)
 
     if audience_kind == "topic":
         topic = s.get(SubscriptionTopic, audience_ref)

@@ -3,12 +3,16 @@
 In order:
 1. the keyword the router matched, when it is one of campaigns' keywords (an inquiry, an
    on-demand item, a survey's start word) or SUB / UNSUB;
-2. otherwise, an answer to the contact's open survey: the session on the number the text was
+2. otherwise, when the text's first word is a keyword the tenant configured (a campaign keyword,
+   or SUB / UNSUB where the tenant has topics), that keyword, even while the contact has a survey
+   open: an on-demand keyword is not a wrong survey answer. A survey with config
+   ``answers_first: true`` takes the text as its answer instead;
+3. otherwise, an answer to the contact's open survey: the session on the number the text was
    sent to that asked most recently (so a contact in two surveys on two numbers, or answering
    the latest question on one number, reaches the right survey);
-3. otherwise the text's first word as a keyword (a tenant may route every text here with one
+4. otherwise the text's first word as a keyword (a tenant may route every text here with one
    catch-all pattern rule);
-4. otherwise a clear reply that the keyword is unknown, listing what works. If the contact got
+5. otherwise a clear reply that the keyword is unknown, listing what works. If the contact got
    a campaign in the last week, the text also counts as a reply to that campaign.
 
 Every inbound is recorded with the reply it got (campaign_inbound): a redelivered inbound gets
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -91,12 +95,66 @@ def handle(s: Session, event: dict[str, Any], now: datetime) -> list[Out] | Need
     return _record(s, event, result, now)
 
 
+def hold(s: Session, event: dict[str, Any], pending: NeedsEndpoint, now: datetime) -> None:
+    """Record an endpoint inquiry as awaiting its answer (reply still empty), in the transaction
+    that decided it: the inbound can then be committed while the endpoint is asked outside the
+    consumer, and a worker that dies meanwhile leaves a record another one resumes."""
+    _record(s, event, Handled("inquiry", pending.campaign_id, None), now)
+
+
 def finish(s: Session, event: dict[str, Any], pending: NeedsEndpoint, answer: str | None,
            now: datetime) -> list[Out]:
+    """The reply to an endpoint inquiry, recorded once: when two workers answer the same held
+    inquiry, the first answer stands and both send that one reply (same request id)."""
     done = s.get(CampaignInbound, event["message_id"])
-    if done is not None:  # another delivery of this inbound answered meanwhile
-        return _reply_outs(event, Handled(done.kind, done.campaign_id, done.reply))
-    return _record(s, event, Handled("inquiry", pending.campaign_id, answer or pending.fallback), now)
+    if done is None:
+        return _record(s, event, Handled("inquiry", pending.campaign_id,
+                                         answer or pending.fallback), now)
+    if done.reply is None:
+        s.execute(update(CampaignInbound).where(CampaignInbound.message_id == done.message_id,
+                                                CampaignInbound.reply.is_(None))
+                  .values(reply=answer or pending.fallback)
+                  .execution_options(synchronize_session=False))
+        s.refresh(done)
+    return _reply_outs(event, Handled(done.kind, done.campaign_id, done.reply))
+
+
+def answer_outs(event: dict[str, Any], pending: NeedsEndpoint, answer: str | None) -> list[Out]:
+    """The reply event an endpoint's answer (or the fallback) makes, before it is recorded."""
+    return _reply_outs(event, Handled("inquiry", pending.campaign_id, answer or pending.fallback))
+
+
+def held(s: Session, received_before: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Endpoint inquiries still without an answer, received before the given time (their worker
+    is presumed gone), as the inbound events to resume."""
+    rows = s.scalars(select(CampaignInbound).where(
+        CampaignInbound.kind == "inquiry", CampaignInbound.reply.is_(None),
+        CampaignInbound.received_at <= received_before)
+        .order_by(CampaignInbound.received_at).limit(limit))
+    return [{"message_id": r.message_id, "tenant_id": r.tenant_id, "from": r.msisdn,
+             "to": r.reply_from, "text": r.text, "campaign_id": r.campaign_id} for r in rows]
+
+
+def resume(s: Session, event: dict[str, Any], now: datetime) -> NeedsEndpoint | list[Out]:
+    """The endpoint call of a held inquiry again, or its fallback reply when the campaign or its
+    endpoint is gone."""
+    c = s.get(Campaign, event.get("campaign_id") or "")
+    config = (c.config or {}) if c is not None else {}
+    fallback = config.get("fallback") or inquiry.FALLBACK
+    pending = NeedsEndpoint(event.get("campaign_id") or "", inquiry.EndpointCall("", 0, 0, {}), fallback)
+    if c is None or config.get("source") != "endpoint":
+        return finish(s, event, pending, None, now)
+    words, rest = words_of(event["text"])
+    own = set(s.scalars(select(CampaignKeyword.keyword).where(CampaignKeyword.campaign_id == c.id)))
+    if words and words[0] in own:
+        keyword, argument = words[0], rest
+    else:  # routed by a pattern rule: the keyword was not the first word
+        keyword, argument = (min(own) if own else ""), event["text"]
+    try:
+        call = inquiry.endpoint_call(s, c, event, keyword, argument)
+    except LookupError:
+        return finish(s, event, pending, None, now)
+    return NeedsEndpoint(c.id, call, fallback)
 
 
 def _record(s: Session, event: dict[str, Any], h: Handled, now: datetime) -> list[Out]:
@@ -120,6 +178,11 @@ def decide(s: Session, event: dict[str, Any], now: datetime) -> Handled | NeedsE
         if found is not None:
             return found
     session = _open_session(s, tenant_id, event["from"], event["to"])
+    if session is not None and words and _configured(s, tenant_id, words[0]) \
+            and not _answers_first(s, session):
+        found = _keyword(s, event, words[0], rest, now)
+        if found is not None:
+            return found
     if session is not None:
         return _answer(s, session, event, now)
     if words:
@@ -187,7 +250,20 @@ def _subscription(s: Session, tenant_id: str, msisdn: str, join: bool, argument:
                    else f"You were not subscribed to {topic.name}.")
 
 
+def _configured(s: Session, tenant_id: str, word: str) -> bool:
+    """Whether ``word`` is a keyword the tenant set up: a campaign's, or SUB/UNSUB with topics."""
+    if word in SUB_WORDS or word in UNSUB_WORDS:
+        return bool(subscriptions.topics(s, tenant_id))
+    return s.scalar(select(CampaignKeyword.id).where(CampaignKeyword.tenant_id == tenant_id,
+                                                     CampaignKeyword.keyword == word)) is not None
+
+
 # -- surveys -----------------------------------------------------------------------------------
+
+def _answers_first(s: Session, x: SurveySession) -> bool:
+    c = s.get(Campaign, x.campaign_id)
+    return bool(c is not None and (c.config or {}).get("answers_first"))
+
 
 def _open_session(s: Session, tenant_id: str, msisdn: str, number: str) -> SurveySession | None:
     rows = s.execute(select(SurveySession, Campaign.status).join(
