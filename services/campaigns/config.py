@@ -24,6 +24,14 @@ class CampaignsConfig(BaseSettings):
                                     description="Default interval between greeting passes")
     http_timeout_s: float = Field(3.0, gt=0,
                                   description="Client timeout for tenant endpoints (each has its own too)")
+    inquiry_concurrency: int = Field(4, ge=1, le=100,
+                                     description="Tenant endpoint calls in flight at once, per tenant")
+    inquiry_backlog: int = Field(1000, ge=1,
+                                 description="Endpoint inquiries one worker holds before it stops "
+                                             "consuming")
+    inquiry_resume_after_s: float = Field(300.0, gt=0,
+                                          description="Age at which an unanswered endpoint inquiry is "
+                                                      "asked again (its worker presumed gone)")
     default_rate_per_second: float = Field(50.0, gt=0,
                                            description="Send rate of a tenant without campaign settings")
 

@@ -3,8 +3,9 @@ campaigns.inbound. Both call the domain in worker threads and produce what it re
 the processor, whose sends are acknowledged by the broker before anything is committed.
 
 Loop, each turn: housekeeping (scheduled campaigns start, cron schedules fire, survey reminders
-go, stale sessions expire), then one chunk of every runnable campaign this worker can lease:
-prepare -> wait for the tenant's send rate -> produce and await acks -> commit the cursor.
+go, stale sessions expire, inquiries held by a vanished worker resume), then one chunk of every
+runnable campaign this worker can lease: prepare -> wait for the tenant's send rate -> produce
+and await acks -> commit the cursor.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from prometheus_client import Counter
@@ -74,6 +75,9 @@ class Engine:
         self._stopping = False
         self._last_expire = 0.0
         self._last_housekeeping = 0.0
+        self._asking: dict[str, asyncio.Future] = {}  # inbound message id -> its endpoint call
+        self._lanes: dict[tuple[str, str], asyncio.Future] = {}  # (tenant, number) -> latest call
+        self._gates: dict[str, asyncio.Semaphore] = {}  # tenant -> its concurrent calls
 
     # -- the expander loop -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -139,6 +143,7 @@ class Engine:
         if time.monotonic() - self._last_expire >= EXPIRE_EVERY_S:
             self._last_expire = time.monotonic()
             await asyncio.to_thread(self._expire, now)
+            await self.resume_held(now)
 
     def _fire_schedules(self, now: datetime) -> None:
         with self.db.session() as s:
@@ -159,7 +164,10 @@ class Engine:
 
     # -- campaigns.inbound -----------------------------------------------------------------------
     async def on_inbound(self, items: list[In]) -> list[Out]:
-        """Each inbound in its own transaction, in order: a redelivered one replays its reply."""
+        """Each inbound in its own transaction, in order: a redelivered one replays its reply.
+
+        A text the tenant's endpoint answers is recorded as held and asked outside the batch
+        (``_dispatch``), so one tenant's slow ERP holds up neither this batch nor the next."""
         outs: list[Out] = []
         for item in items:
             outs += await self.inbound(item.event)
@@ -171,18 +179,88 @@ class Engine:
                            "text it hands over", "missing_tenant")
         result = await asyncio.to_thread(self._handle, event)
         if isinstance(result, conversations.NeedsEndpoint):
-            answer = await inquiry.ask(self._client(), result.call)
-            INBOUND.labels("inquiry_endpoint" if answer else "inquiry_fallback").inc()
-            return await asyncio.to_thread(self._finish, event, result, answer)
+            await self._dispatch(event, result)
+            return []
         return result
 
     def _handle(self, event: dict):
         with self.db.session() as s:
             result = conversations.handle(s, event, utcnow())
-        if not isinstance(result, conversations.NeedsEndpoint):
-            kind = result[0].value.get("attributes", {}).get("kind", "none") if result else "none"
-            INBOUND.labels(kind).inc()
+            if isinstance(result, conversations.NeedsEndpoint):
+                conversations.hold(s, event, result, utcnow())
+                return result
+        kind = result[0].value.get("attributes", {}).get("kind", "none") if result else "none"
+        INBOUND.labels(kind).inc()
         return result
+
+    async def _dispatch(self, event: dict, pending: conversations.NeedsEndpoint) -> None:
+        """Ask the endpoint in a task of its own: at most ``inquiry_concurrency`` calls at once
+        per tenant, one number's inquiries in the order they came (each waits for the one
+        before), and no more than ``inquiry_backlog`` held in this worker (beyond that the
+        consumer waits: backpressure instead of unbounded memory)."""
+        while len(self._asking) >= self.config.inquiry_backlog:
+            await asyncio.wait(set(self._asking.values()), return_when=asyncio.FIRST_COMPLETED)
+        mid = event["message_id"]
+        if mid in self._asking:  # a redelivery of an inquiry this worker is asking already
+            return
+        lane = (event["tenant_id"], event["from"])
+        before = self._lanes.get(lane)
+        task = asyncio.ensure_future(self._answer(event, pending, before))
+        self._asking[mid] = task
+        self._lanes[lane] = task
+
+        def done(_: asyncio.Future) -> None:
+            self._asking.pop(mid, None)
+            if self._lanes.get(lane) is task:
+                del self._lanes[lane]
+        task.add_done_callback(done)
+
+    async def _answer(self, event: dict, pending: conversations.NeedsEndpoint,
+                      before: asyncio.Future | None) -> None:
+        if before is not None:
+            await asyncio.wait([before])  # its outcome is its own; only the order matters here
+        tenant = event["tenant_id"]
+        gate = self._gates.get(tenant)
+        if gate is None:
+            gate = self._gates[tenant] = asyncio.Semaphore(self.config.inquiry_concurrency)
+        try:
+            async with gate:
+                answer = await inquiry.ask(self._client(), pending.call)
+            INBOUND.labels("inquiry_endpoint" if answer else "inquiry_fallback").inc()
+            # Sent before it is recorded: a crash in between leaves the inquiry held, and the
+            # resumed answer carries the same request id, so egress sends one reply.
+            await self.p.send(conversations.answer_outs(event, pending, answer))
+            await asyncio.to_thread(self._finish, event, pending, answer)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the inquiry stays held; resume_held retries it
+            log.exception("campaigns: answering inquiry %s failed; it will be resumed",
+                          event["message_id"])
+
+    async def resume_held(self, now: datetime) -> int:
+        """Held inquiries whose worker is gone (older than ``inquiry_resume_after_s``, not being
+        asked here) are asked again; returns how many were picked up."""
+        cutoff = now - timedelta(seconds=self.config.inquiry_resume_after_s)
+        events = await asyncio.to_thread(self._held, cutoff)
+        n = 0
+        for event in events:
+            if event["message_id"] in self._asking:
+                continue
+            result = await asyncio.to_thread(self._resume, event)
+            if isinstance(result, conversations.NeedsEndpoint):
+                await self._dispatch(event, result)
+            else:
+                await self.p.send(result)
+            n += 1
+        return n
+
+    def _held(self, cutoff: datetime) -> list[dict]:
+        with self.db.session() as s:
+            return conversations.held(s, cutoff)
+
+    def _resume(self, event: dict):
+        with self.db.session() as s:
+            return conversations.resume(s, event, utcnow())
 
     def _finish(self, event: dict, pending: conversations.NeedsEndpoint, answer: str | None) -> list[Out]:
         with self.db.session() as s:
@@ -200,5 +278,7 @@ class Engine:
             await asyncio.to_thread(self.expander.release)
         except Exception:  # noqa: BLE001 - the leases then simply expire
             log.exception("campaigns: releasing leases failed")
+        for task in list(self._asking.values()):  # held in the database: resumed by a worker
+            task.cancel()
         if self.http is not None:
             await self.http.aclose()
