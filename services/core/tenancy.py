@@ -1,12 +1,20 @@
-"""Tenants, their API keys (stored as SHA-256 only), sender numbers and keywords."""
+"""Tenants, their API keys (stored as SHA-256 only), sender numbers and keywords.
+
+``KeyResolver`` is the one API-key check every public API (ingress's send API, the console's
+/v1 admin API) goes through."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import greenery
@@ -20,7 +28,9 @@ from .db.models import ApiKey, Keyword, SenderNumber, Tenant
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 KEY_RE = re.compile(r"^hk_([a-z0-9]{10})_([A-Za-z0-9_-]{20,64})$")
 ACTIONS = {"reply", "codes", "campaigns", "points", "inbox"}
-UNMATCHED = {"reply", "inbox"}  # what a text no rule matches gets (Tenant.unmatched)
+# What a text no rule matches gets (Tenant.unmatched): the help text, the inbox, or "auto": the
+# inbox when a webhook takes it, else the help text.
+UNMATCHED = {"auto", "reply", "inbox"}
 
 
 def hash_key(key: str) -> str:
@@ -33,7 +43,7 @@ def create_tenant(s: Session, tenant_id: str, name: str, **fields) -> Tenant:
         raise ValueError("tenant id must be 1-63 lower-case letters, digits, '-' or '_'")
     if s.get(Tenant, tenant_id) is not None:
         raise ValueError(f"tenant {tenant_id} exists")
-    if fields.get("unmatched", "reply") not in UNMATCHED:
+    if fields.get("unmatched", "auto") not in UNMATCHED:
         raise ValueError(f"unmatched must be one of {sorted(UNMATCHED)}")
     t = Tenant(id=tenant_id, name=name, **fields)
     s.add(t)
@@ -50,18 +60,128 @@ def issue_api_key(s: Session, tenant_id: str, label: str = "") -> str:
     return key
 
 
-def authenticate(s: Session, key: str | None) -> str | None:
-    """The tenant id a key belongs to, or None (unknown, malformed or revoked)."""
+@dataclass(frozen=True)
+class KeyIdentity:
+    """Who a valid API key speaks for: its tenant, and its public prefix (for the audit log)."""
+
+    tenant_id: str
+    prefix: str
+
+    @property
+    def actor(self) -> str:
+        return f"api-key:{self.prefix}"
+
+
+def identify(s: Session, key: str | None) -> KeyIdentity | None:
+    """The identity of a key, or None (unknown, malformed, revoked, or its tenant inactive).
+    The stored hash is compared in constant time."""
     m = KEY_RE.match(key or "")
     if not m:
         return None
     row = s.scalar(select(ApiKey).where(ApiKey.prefix == m.group(1)))
     if row is None or row.revoked_at is not None:
         return None
-    if not hmac.compare_digest(row.key_hash, hash_key(key)):
+    if not hmac.compare_digest(row.key_hash, hash_key(key or "")):
         return None
     tenant = s.get(Tenant, row.tenant_id)
-    return tenant.id if tenant is not None and tenant.active else None
+    if tenant is None or not tenant.active:
+        return None
+    return KeyIdentity(tenant.id, row.prefix)
+
+
+def authenticate(s: Session, key: str | None) -> str | None:
+    """The tenant id a key belongs to, or None (unknown, malformed or revoked)."""
+    found = identify(s, key)
+    return found.tenant_id if found else None
+
+
+MISSING_KEY = "missing API key (Authorization: Bearer <key>)"
+INVALID_KEY = "invalid API key"
+
+
+class KeyRefused(Exception):
+    """No key, or a key that is not (or no longer) valid; ``reason`` is safe to answer with."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str:
+    """The key of ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; "" when neither."""
+    auth = headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return (headers.get("X-API-Key") or "").strip()
+
+
+class KeyResolver:
+    """API key -> identity, cached for ``ttl_s`` seconds so the hot path does not read the
+    database per request. A revoked key (or a deactivated tenant) is refused at the latest
+    ``ttl_s`` after the change. The cache is keyed by the key's SHA-256, never the key itself;
+    misses are cached too, so a flood of bad keys costs one lookup each per ``ttl_s``."""
+
+    def __init__(self, session_factory: Callable, ttl_s: float = 5.0, max_entries: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._session = session_factory
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._cache: dict[str, tuple[float, KeyIdentity | None]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, key: str | None) -> KeyIdentity | None:
+        if not key or not KEY_RE.match(key):
+            return None
+        digest = hash_key(key)
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        with self._session() as s:
+            found = identify(s, key)
+        with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[digest] = (now, found)
+        return found
+
+    def forget(self, prefix: str | None = None) -> None:
+        """Drop cached answers (those of one key prefix, or all), e.g. right after a revocation
+        in this process."""
+        with self._lock:
+            if prefix is None:
+                self._cache.clear()
+            else:
+                self._cache = {d: v for d, v in self._cache.items()
+                               if v[1] is None or v[1].prefix != prefix}
+
+    def check(self, headers: Mapping[str, str]) -> KeyIdentity:
+        """The identity of a request's key, or KeyRefused (missing or invalid)."""
+        key = key_from_headers(headers)
+        if not key:
+            raise KeyRefused(MISSING_KEY)
+        found = self.resolve(key)
+        if found is None:
+            raise KeyRefused(INVALID_KEY)
+        return found
+
+    async def check_async(self, headers: Mapping[str, str]) -> KeyIdentity:
+        """``check`` off the event loop (a cache miss reads the database)."""
+        key = key_from_headers(headers)
+        if not key:
+            raise KeyRefused(MISSING_KEY)
+        digest = hash_key(key)
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and self._clock() - hit[0] < self.ttl_s:
+            found = hit[1]
+        else:
+            found = await asyncio.to_thread(self.resolve, key)
+        if found is None:
+            raise KeyRefused(INVALID_KEY)
+        return found
 
 
 def revoke_api_key(s: Session, prefix: str) -> None:
@@ -71,7 +191,8 @@ def revoke_api_key(s: Session, prefix: str) -> None:
 
 
 def set_unmatched(s: Session, tenant_id: str, value: str) -> None:
-    """What a text no routing rule matches gets: "reply" (the tenant's help text) or "inbox"."""
+    """What a text no routing rule matches gets: "reply" (the tenant's help text), "inbox", or
+    "auto" (the inbox when a webhook takes it, else the help text)."""
     if value not in UNMATCHED:
         raise ValueError(f"unmatched must be one of {sorted(UNMATCHED)}")
     tenant = s.get(Tenant, tenant_id)

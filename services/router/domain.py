@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from services.core import compliance_words, topics
 from services.core.compliance_words import HELP, OPT_OUT, Phrase
+from services.core.db.bridge_models import WebhookEndpoint
 from services.core.db.models import Keyword, OptOut, SenderNumber, Tenant
 from services.core.db.schemes import Brand
 from services.core.messages import message_id_for, parse_ts
@@ -178,14 +179,18 @@ class Directory:
     def owners(self, s: Session, number: str) -> tuple[Owner, ...]:
         """Active tenants on ``number``, by tenant id."""
         def load() -> tuple[Owner, ...]:
-            rows = s.execute(select(SenderNumber.shared, Tenant)
+            hooked = (select(WebhookEndpoint.id)
+                      .where(WebhookEndpoint.tenant_id == Tenant.id,
+                             WebhookEndpoint.active.is_(True)).exists())
+            rows = s.execute(select(SenderNumber.shared, Tenant, hooked)
                              .join(Tenant, Tenant.id == SenderNumber.tenant_id)
                              .where(SenderNumber.number == number, Tenant.active.is_(True))
                              .order_by(Tenant.id)).all()
             return tuple(Owner(TenantInfo(t.id, t.name, t.help_text or "", t.stop_reply or "",
-                                          t.start_reply or "", t.unmatched or "reply"),
+                                          t.start_reply or "",
+                                          _unmatched(t.unmatched, bool(hook or t.webhook_url))),
                                bool(shared))
-                         for shared, t in rows)
+                         for shared, t, hook in rows)
         return self._cached(("owners", number), load)
 
     def rules(self, s: Session, tenant_id: str) -> tuple[Rule, ...]:
@@ -211,6 +216,13 @@ class Directory:
             return frozenset(n + 1 for n in s.scalars(
                 select(Brand.code_length).where(Brand.tenant_id == tenant_id)))
         return self._cached(("codes", tenant_id), load)
+
+
+def _unmatched(setting: str | None, has_webhook: bool) -> str:
+    """A tenant's "auto" is its inbox when a webhook takes the inbox, else its help text."""
+    if setting in ("reply", "inbox"):
+        return setting
+    return "inbox" if has_webhook else "reply"
 
 
 # -- routing -----------------------------------------------------------------------------------

@@ -5,11 +5,13 @@ text or goes to its inbox, by the tenant's setting, and is counted."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import REGISTRY
 
 from services.core.db import Database
+from services.core.db.bridge_models import WebhookEndpoint
 from services.core.db.schemes import Brand
 from services.core.schemas import encode, new_event, schema_for_topic
 from services.core.tenancy import add_keyword, add_number, create_tenant, set_unmatched
@@ -17,6 +19,7 @@ from services.router.domain import Router
 
 SCHEME, DEMO = "10690001", "10690000"
 BUYER = "+8613800138000"
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 PRINTED = "K7QM4XPD2H9A"  # 11 random symbols and a check symbol, printed K7QM-4XPD-2H9A
 
 
@@ -101,3 +104,15 @@ def test_an_unmatched_text_goes_to_the_inbox_when_the_tenant_says_so_and_is_coun
 def test_an_unknown_unmatched_setting_is_refused(db):
     with pytest.raises(ValueError, match="unmatched must be one of"), db.session() as s:
         set_unmatched(s, "acme", "drop")
+
+
+def test_an_unmatched_text_of_a_tenant_with_a_webhook_goes_to_its_inbox_by_default(db):
+    with db.session() as s:
+        s.add(WebhookEndpoint(tenant_id="acme", url="https://erp.example/hook",
+                              secret_sealed="x", active=True, created_at=NOW, updated_at=NOW))
+    [out] = route(db, "where is my parcel", SCHEME)
+    assert out.topic == "tenant.acme.inbound"
+    with db.session() as s:
+        set_unmatched(s, "acme", "reply")
+    [out] = route(db, "where is my parcel", SCHEME)
+    assert out.topic == "sms.outbound" and out.value["attributes"] == {"kind": "unmatched"}

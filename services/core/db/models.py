@@ -43,8 +43,9 @@ class Tenant(Base):
     carrier_preference: Mapped[list] = mapped_column(JSON, default=list)
     webhook_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # What an inbound text no routing rule matches gets: "reply" (the help text) | "inbox".
-    unmatched: Mapped[str] = mapped_column(String(8), default="reply", server_default="reply")
+    # What an inbound text no routing rule matches gets: "reply" (the help text) | "inbox" |
+    # "auto" (the inbox when a webhook takes it, else the help text).
+    unmatched: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

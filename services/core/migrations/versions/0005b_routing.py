@@ -25,14 +25,9 @@ def upgrade() -> None:
         batch_op.create_unique_constraint('uq_keyword_match',
                                           ['tenant_id', 'number', 'keyword', 'pattern'])
     with op.batch_alter_table('tenants', schema=None) as batch_op:
+        # auto: the inbox when a webhook takes it, else the help text (services/router).
         batch_op.add_column(sa.Column('unmatched', sa.String(length=8), nullable=False,
-                                      server_default='reply'))
-    # Tenants that already take their inbox (a webhook) keep getting unmatched texts there.
-    bind = op.get_bind()
-    op.execute("UPDATE tenants SET unmatched = 'inbox' WHERE webhook_url IS NOT NULL")
-    if sa.inspect(bind).has_table('webhook_endpoints'):
-        op.execute("UPDATE tenants SET unmatched = 'inbox' "
-                    "WHERE id IN (SELECT tenant_id FROM webhook_endpoints WHERE active)")
+                                      server_default='auto'))
 
 
 def downgrade() -> None:
