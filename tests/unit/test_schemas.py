@@ -342,7 +342,58 @@ def _fields_without_description(schema: Any, where: str = "") -> Iterator[str]:
 
 def test_every_event_has_a_schema_file_and_there_are_no_strays() -> None:
     found = {path.parent.name for path in SCHEMA_FILES}
-    assert found == {"envelope", *EVENT_NAMES}
+    assert found == {"envelope", *EVENT_NAMES, *REQUEST_NAMES}
+
+
+# -- requests tenants publish (no envelope: the platform stamps it) ----------------------------
+
+REQUEST_NAMES = ["tenant.outbound"]
+
+
+@pytest.mark.parametrize("name", REQUEST_NAMES)
+def test_a_request_schema_is_closed_has_descriptions_and_two_examples(name: str) -> None:
+    schema = _schema(name)
+    assert schema["unevaluatedProperties"] is False
+    assert list(_fields_without_description(schema)) == []
+    assert len(schema["examples"]) >= 2
+    for example in schema["examples"]:
+        assert [e.message for e in _validator(name).iter_errors(example)] == []
+
+
+def _stamped(request: dict[str, Any]) -> dict[str, Any]:
+    """What the bridge makes of a request (services/bridge/domain.py: Gateway.request)."""
+    event = dict(request)
+    event.setdefault("to", "+8613800138000")  # a reply's recipient comes from its inbound
+    event.update(event_id="9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", event_type="sms.outbound",
+                 produced_at="2026-06-15T10:00:00Z", schema_version=1, tenant_id="acme-coffee",
+                 message_id="c4d5e6f7-a8b9-4c0d-9e1f-2a3b4c5d6e7f", source="erp",
+                 accepted_at="2026-06-15T10:00:00Z")
+    return event
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_every_tenant_outbound_example_becomes_a_valid_sms_outbound_when_stamped(index: int) -> None:
+    assert _is_valid("sms.outbound", _stamped(_base("tenant.outbound", index)))
+
+
+def test_a_tenant_outbound_request_takes_only_what_sms_outbound_has() -> None:
+    assert set(_schema("tenant.outbound")["properties"]) <= set(_schema("sms.outbound")["properties"]) | {
+        "tenant_id", "event_id", "produced_at", "schema_version"}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("request_id", DELETE), ("request_id", "has space"), ("text", DELETE), ("text", ""),
+    ("text", "x" * 1601), ("to", "13800138000"), ("category", "spam"), ("priority", 10),
+    ("in_reply_to", "not-a-uuid"), ("tenantId", "acme"), ("tenant_id", "Acme"),
+    ("expires_at", "tomorrow"),
+])
+def test_a_bad_tenant_outbound_request_is_rejected(field: str, value: Any) -> None:
+    assert not _is_valid("tenant.outbound", _variant("tenant.outbound", field, value))
+
+
+def test_a_tenant_outbound_request_without_recipient_or_inbound_is_rejected() -> None:
+    assert not _is_valid("tenant.outbound", _variant("tenant.outbound", "to", DELETE))
+    assert _is_valid("tenant.outbound", _variant("tenant.outbound", "to", DELETE, 1))
 
 
 @pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: str(p.relative_to(SCHEMA_DIR)))
