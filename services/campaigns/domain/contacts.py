@@ -24,10 +24,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from services.core.db.campaigns_models import ContactField, ContactList, ContactListMember
+from services.core.db.campaigns_models import (
+    Campaign,
+    ContactField,
+    ContactList,
+    ContactListMember,
+)
 from services.core.db.models import Contact
 
 from .policy import valid_zone
@@ -459,3 +464,219 @@ def import_upload(session_factory, tenant_id: str, raw: IO[bytes], *, list_name:
 def contact_json(c: Contact) -> dict[str, Any]:
     return {"id": c.id, "msisdn": c.msisdn, "name": c.name, "language": c.language,
             "timezone": c.timezone, "tags": c.tags or [], "fields": c.fields or {}}
+
+
+# -- finding, editing and deleting (the console's contacts pages and the admin API) -------------
+
+SORTS = ("added", "name", "msisdn")
+IN_USE = ("draft", "scheduled", "running", "paused", "active")  # campaigns still to send
+
+
+class ContactFieldError(ContactError):
+    """A contact edit refused because of one field, named in ``field``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ContactPage:
+    rows: list[Contact]
+    next_key: str | None  # the sort value of the last row, when there is a next page
+    next_id: int | None
+
+
+def _sort_column(sort: str):
+    if sort == "name":
+        return func.coalesce(Contact.name, "")
+    if sort == "msisdn":
+        return Contact.msisdn
+    return Contact.id
+
+
+def search(s: Session, tenant_id: str, *, q: str = "", field_name_: str | None = None,
+           sort: str = "added", descending: bool = False, after_key: str | None = None,
+           after_id: int | None = None, limit: int = 50) -> ContactPage:
+    """One page of a tenant's contacts, keyset-paged on (sort value, id), never by offset.
+
+    ``q`` matches the number (digits anywhere; from the start when it begins with '+'), else the
+    name, or with ``field_name_`` that custom field's value (case-insensitive contains)."""
+    sort = sort if sort in SORTS else "added"
+    col = _sort_column(sort)
+    stmt = select(Contact).where(Contact.tenant_id == tenant_id)
+    q = (q or "").strip()
+    if q:
+        pattern = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        if field_name_:
+            stmt = stmt.where(Contact.fields[field_name_].as_string().ilike(
+                f"%{pattern}%", escape="\\"))
+        elif re.fullmatch(r"[+0-9\s().-]+", q) and re.search(r"[0-9]", q):
+            digits = re.sub(r"[^0-9]", "", q)
+            stmt = stmt.where(Contact.msisdn.like(f"+{digits}%") if q.startswith("+")
+                              else Contact.msisdn.like(f"%{digits}%"))
+        else:
+            stmt = stmt.where(Contact.name.ilike(f"%{pattern}%", escape="\\"))
+    if after_id is not None:
+        if sort == "added":
+            stmt = stmt.where(Contact.id < after_id if descending else Contact.id > after_id)
+        else:
+            key = tuple_(col, Contact.id)
+            mark = tuple_(after_key or "", after_id)
+            stmt = stmt.where(key < mark if descending else key > mark)
+    order = [col.desc(), Contact.id.desc()] if descending else [col.asc(), Contact.id.asc()]
+    if sort == "added":
+        order = order[:1]
+    rows = list(s.scalars(stmt.order_by(*order).limit(limit + 1)))
+    if len(rows) <= limit:
+        return ContactPage(rows, None, None)
+    rows = rows[:limit]
+    last = rows[-1]
+    key = {"name": last.name or "", "msisdn": last.msisdn}.get(sort, "")
+    return ContactPage(rows, key, last.id)
+
+
+def get_contact(s: Session, tenant_id: str, contact_id: int) -> Contact | None:
+    """The tenant's contact, or None (also when the id is another tenant's)."""
+    return s.scalar(select(Contact).where(Contact.tenant_id == tenant_id, Contact.id == contact_id))
+
+
+def create_contact(s: Session, tenant_id: str, data: dict[str, Any]) -> Contact:
+    """A new contact; a number already in the tenant's contacts is refused (edit that one)."""
+    try:
+        c = validate(data)
+    except ContactError as exc:
+        raise ContactFieldError("msisdn" if "phone number" in str(exc) else "form", str(exc)) from None
+    if s.scalar(select(Contact.id).where(Contact.tenant_id == tenant_id, Contact.msisdn == c.msisdn)):
+        raise ContactFieldError("msisdn", f"{c.msisdn} is already a contact; search for it to edit it")
+    rows, _, _ = upsert(s, tenant_id, [c])
+    return rows[0]
+
+
+def edit(s: Session, tenant_id: str, contact: Contact, *, name: str = "", language: str = "",
+         timezone: str = "", tags: str | list[str] = "", fields: dict[str, str] | None = None
+         ) -> Contact:
+    """Replace a contact's name, language, time zone, tags and custom fields (an empty custom
+    field is removed). Each part is checked by :func:`validate`'s rules; a refusal names the
+    part (``name``, ``language``, ``timezone``, ``tags`` or ``field:<name>``) and changes
+    nothing. The number is the contact's identity and does not change."""
+    def check(part: str, data: dict[str, Any]) -> ContactIn:
+        try:
+            return validate({"msisdn": contact.msisdn, **data})
+        except ContactError as exc:
+            raise ContactFieldError(part, str(exc)) from None
+
+    new_name = check("name", {"name": name}).name
+    new_lang = check("language", {"language": language}).language
+    new_zone = check("timezone", {"timezone": timezone}).timezone
+    new_tags = check("tags", {"tags": tags}).tags
+    new_fields: dict[str, str] = {}
+    for k, v in (fields or {}).items():
+        try:
+            key = field_name(k)
+        except ContactError as exc:
+            raise ContactFieldError(f"field:{k}", str(exc)) from None
+        new_fields.update(check(f"field:{k}", {"fields": {key: v}}).fields)
+    if len(new_fields) > MAX_FIELDS:
+        raise ContactFieldError("form", f"more than {MAX_FIELDS} custom fields")
+    contact.name, contact.language, contact.timezone = new_name, new_lang, new_zone
+    contact.tags, contact.fields = new_tags, new_fields
+    register_fields(s, tenant_id, new_fields)
+    s.flush()
+    return contact
+
+
+def delete_contact(s: Session, contact: Contact) -> None:
+    """Delete a contact and its list memberships (its opt-out state stays: it belongs to the
+    number, not to the contact record)."""
+    s.execute(ContactListMember.__table__.delete().where(ContactListMember.contact_id == contact.id))
+    s.delete(contact)
+    s.flush()
+
+
+def lists_with_counts(s: Session, tenant_id: str) -> list[tuple[ContactList, int]]:
+    return [(lst, n) for lst, n in s.execute(
+        select(ContactList, func.count(ContactListMember.contact_id))
+        .outerjoin(ContactListMember, ContactListMember.list_id == ContactList.id)
+        .where(ContactList.tenant_id == tenant_id).group_by(ContactList.id)
+        .order_by(ContactList.name)).all()]
+
+
+def get_list(s: Session, tenant_id: str, list_id: int) -> ContactList | None:
+    return s.scalar(select(ContactList).where(ContactList.tenant_id == tenant_id,
+                                              ContactList.id == list_id))
+
+
+def create_list(s: Session, tenant_id: str, name: str) -> ContactList:
+    """A new list; a name the tenant already uses is refused."""
+    name = name.strip()
+    if s.scalar(select(ContactList.id).where(ContactList.tenant_id == tenant_id,
+                                             ContactList.name == name)):
+        raise ContactFieldError("name", f"there is already a list named {name!r}")
+    try:
+        return get_or_create_list(s, tenant_id, name)
+    except ContactError as exc:
+        raise ContactFieldError("name", str(exc)) from None
+
+
+def list_count(s: Session, list_id: int) -> int:
+    return s.scalar(select(func.count()).select_from(ContactListMember)
+                    .where(ContactListMember.list_id == list_id)) or 0
+
+
+def list_members(s: Session, list_id: int, *, after: int = 0, limit: int = 50
+                 ) -> tuple[list[Contact], int | None]:
+    """One page of a list's contacts by contact id (the membership key), and the next cursor."""
+    rows = list(s.scalars(select(Contact).join(ContactListMember,
+                                               ContactListMember.contact_id == Contact.id)
+                          .where(ContactListMember.list_id == list_id,
+                                 ContactListMember.contact_id > after)
+                          .order_by(ContactListMember.contact_id).limit(limit + 1)))
+    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+
+
+def lists_of(s: Session, contact_id: int) -> list[ContactList]:
+    return list(s.scalars(select(ContactList).join(
+        ContactListMember, ContactListMember.list_id == ContactList.id)
+        .where(ContactListMember.contact_id == contact_id).order_by(ContactList.name)))
+
+
+def add_numbers(s: Session, tenant_id: str, lst: ContactList, numbers: Iterable[str]) -> int:
+    """Add contacts by number; every number must be a valid number of an existing contact, else
+    nothing is added and the error names them."""
+    wanted: list[str] = []
+    for n in numbers:
+        if n.strip():
+            try:
+                wanted.append(normalise_msisdn(n))
+            except ContactError as exc:
+                raise ContactFieldError("msisdns", str(exc)) from None
+    if not wanted:
+        raise ContactFieldError("msisdns", "give at least one phone number")
+    found = dict(s.execute(select(Contact.msisdn, Contact.id).where(
+        Contact.tenant_id == tenant_id, Contact.msisdn.in_(wanted))).all())
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise ContactFieldError("msisdns", f"no contact for {', '.join(missing[:10])}; "
+                                "add them as contacts first; nothing was added")
+    return add_members(s, lst.id, found.values())
+
+
+def remove_member(s: Session, lst: ContactList, contact_id: int) -> bool:
+    n = s.execute(ContactListMember.__table__.delete().where(
+        ContactListMember.list_id == lst.id, ContactListMember.contact_id == contact_id)).rowcount
+    return bool(n)
+
+
+def delete_list(s: Session, lst: ContactList) -> None:
+    """Delete a list (not its contacts); refused while a campaign still to send uses it."""
+    using = s.scalar(select(Campaign.name).where(
+        Campaign.tenant_id == lst.tenant_id, Campaign.audience_kind == "list",
+        Campaign.audience_ref == lst.id, Campaign.status.in_(IN_USE)))
+    if using:
+        raise ContactFieldError("form", f"campaign {using!r} sends to this list; finish or cancel "
+                                "it first")
+    s.execute(ContactListMember.__table__.delete().where(ContactListMember.list_id == lst.id))
+    s.delete(lst)
+    s.flush()
