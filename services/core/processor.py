@@ -23,7 +23,9 @@ from typing import Any
 
 import faust
 import mode
+from aiokafka import TopicPartition as AioTP
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -85,6 +87,60 @@ class QuietWorker(faust.Worker):
         super().on_setup_root_logger(logger, level)
 
 
+def partition_is_quiet(highwater: int | None, position: int | None, committed: int | None,
+                       read: int | None) -> bool:
+    """Nothing on this partition waits for us: no record was read or fetched that is not
+    committed yet. ``highwater``/``position``: aiokafka's log end and fetch position (None
+    before the first fetch response); ``committed``: the next offset Faust committed;
+    ``read``: the last offset the stream read."""
+    if highwater is None:
+        return read is None  # not fetched yet, and nothing ever read from it
+    if committed is not None and committed >= highwater:
+        return True
+    return read is None and position is not None and position >= highwater
+
+
+class QuietPartitionsConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's livelock detector logs ERRORs ("Has not committed TP(...)", "Aiokafka has not sent
+    fetch request for TP(...) since start") about partitions that merely receive nothing. A
+    quiet partition has nothing to commit or fetch: only partitions with records waiting are
+    checked, and those still log ERROR when they stall."""
+
+    def verify_event_path(self, now: float, tp: Any) -> None:
+        if self._quiet(tp):
+            return None
+        return super().verify_event_path(now, tp)
+
+    def _quiet(self, tp: Any) -> bool:
+        try:
+            assignment = self._ensure_consumer()._fetcher._subscriptions.subscription.assignment
+            state = assignment.state_value(AioTP(tp.topic, tp.partition)) if assignment else None
+        except AttributeError:  # not started, or aiokafka internals moved: let Faust decide
+            return False
+        if state is None:
+            return False
+        parent = self.consumer
+        position = state.position if state.has_valid_position else None
+        return partition_is_quiet(state.highwater, position, parent._committed_offset[tp],
+                                  parent._read_offset[tp])
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return QuietPartitionsConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class HeraldApp(faust.App):
+    """A Faust app whose consumer does not report quiet partitions as failures."""
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+
 class Processor:
     def __init__(self, name: str, port: int | None = None, settings: Settings | None = None,
                  use_db: bool = True) -> None:
@@ -94,7 +150,7 @@ class Processor:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.db = Database(s.database_url) if use_db else None
         self.port = port if port is not None else getattr(s, f"{name}_port", 8090)
-        self.app = faust.App(
+        self.app = HeraldApp(
             f"{s.topic_prefix}herald-{name}",
             broker=[f"kafka://{b}" for b in s.kafka_bootstrap.split(",")],
             store="memory://",
@@ -248,6 +304,24 @@ class Processor:
         consumer = PatternConsumer(self, name, pattern, handler, decoder=decoder, dlq_for=dlq_for,
                                    tenant_for=tenant_for, batch=batch, refresh_ms=refresh_ms)
         self.app.service(consumer)
+
+    def every(self, interval: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
+        """Run ``job`` again and again with ``interval`` seconds between the end of one run and the
+        start of the next, while the app runs. Unlike a Faust timer, runs never overlap (a slow
+        run under load only delays the next one, it does not warn of overlapping). A run that
+        raises is logged and the next one tries again."""
+        app = self.app
+
+        async def loop() -> None:
+            while not app.should_stop:
+                try:
+                    await job()
+                except Exception:  # noqa: BLE001 - the next run tries again
+                    log.exception("%s: %s failed; trying again in %.1fs", self.name, name, interval)
+                await app.sleep(interval)
+
+        loop.__name__ = name
+        app.task(loop)
 
     # -- web ----------------------------------------------------------------------------------
     def _install_pages(self) -> None:

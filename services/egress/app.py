@@ -305,23 +305,20 @@ def build() -> Processor:
         await egress.close()
         egress.optouts.stop()
 
-    @app.timer(interval=SWEEP_INTERVAL_S)
     async def sweep_dlrs() -> None:
-        try:
-            outs = await asyncio.to_thread(egress.sweep)
-            if outs:
-                await p.send(outs)
-        except Exception:  # noqa: BLE001 - a housekeeping failure must not stop the worker
-            log.exception("egress: DLR sweep failed")
+        outs = await asyncio.to_thread(egress.sweep)
+        if outs:
+            await p.send(outs)
 
-    @app.timer(interval=REDRIVE_INTERVAL_S)
     async def redrive_parked() -> None:
-        try:
-            outs = await egress.redrive()
-            if outs:
-                await p.send(outs)
-        except Exception:  # noqa: BLE001 - the rows stay parked; their lease lets them be retried
-            log.exception("egress: sending parked messages failed")
+        # On failure the rows stay parked; their lease lets them be claimed again.
+        outs = await egress.redrive()
+        if outs:
+            await p.send(outs)
+
+    # Loops, not timers: a slow run delays the next one instead of overlapping it.
+    p.every(SWEEP_INTERVAL_S, sweep_dlrs, name="egress.sweep_dlrs")
+    p.every(REDRIVE_INTERVAL_S, redrive_parked, name="egress.redrive_parked")
 
     p.consume(SMS_OUTBOUND, egress.on_outbound)
     p.consume(SMS_DELIVERY, egress.on_delivery)

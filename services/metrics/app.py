@@ -121,13 +121,14 @@ def build(settings: Settings | None = None) -> Processor:
     for topic in SOURCES:
         p.consume(topic, m.handler(topic))
 
-    @p.app.timer(interval=p.settings.metrics_flush_s)
     async def publish_windows() -> None:
-        try:
-            await m.attribute()
-            while await m.publish() >= 500:  # a backlog: keep going
-                pass
-        except Exception:  # noqa: BLE001 - database or broker away: the next tick tries again
-            log.exception("metrics: publishing windows failed; retrying on the next tick")
+        # A loop, not a timer: a publish that outlasts the interval under load delays the next
+        # one instead of overlapping it. A failure (database or broker away) is logged by
+        # ``every`` and the next run tries again.
+        await m.attribute()
+        while await m.publish() >= 500:  # a backlog: keep going
+            pass
+
+    p.every(p.settings.metrics_flush_s, publish_windows, name="metrics.publish_windows")
 
     return p

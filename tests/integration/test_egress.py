@@ -3,9 +3,7 @@ simulator: sends, dedupe, opt-out suppression, retries, the DLQ and delivery rep
 
 from __future__ import annotations
 
-import base64
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
