@@ -101,8 +101,9 @@ def record_accepted(s: Session, event: dict[str, Any]) -> tuple[Message, bool]:
     msg = Message(
         id=event["message_id"], tenant_id=event["tenant_id"], request_id=event["request_id"],
         recipient=event["to"], sender=event.get("from"), text=stored_text(event),
-        source=event["source"], category=event.get("category", "transactional"),
-        status="accepted", accepted_at=parse_ts(event.get("accepted_at")),
+        source=event["source"], campaign_id=event.get("campaign_id"),
+        category=event.get("category", "transactional"), status="accepted",
+        accepted_at=parse_ts(event.get("accepted_at")),
         updated_at=parse_ts(event.get("accepted_at")),
     )
     try:
@@ -131,6 +132,7 @@ def _row(event: dict[str, Any]) -> dict[str, Any]:
     return {"id": event["message_id"], "tenant_id": event["tenant_id"],
             "request_id": event["request_id"], "recipient": event["to"], "sender": event.get("from"),
             "text": stored_text(event), "source": event["source"],
+            "campaign_id": event.get("campaign_id"),
             "category": event.get("category", "transactional"), "encoding": None, "segments": None,
             "status": "accepted", "reason": None, "carrier": None, "carrier_message_id": None,
             "accepted_at": at, "updated_at": at}

@@ -125,6 +125,12 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "request_id", name="uq_message_request"),
         Index("ix_messages_carrier_ref", "carrier", "carrier_message_id"),
+        # The console's message search (migration 0008): newest first within a tenant, by
+        # number, status or campaign, keyset-paged on (accepted_at, id).
+        Index("ix_messages_tenant_accepted", "tenant_id", "accepted_at", "id"),
+        Index("ix_messages_tenant_recipient", "tenant_id", "recipient", "accepted_at", "id"),
+        Index("ix_messages_tenant_status", "tenant_id", "status", "accepted_at", "id"),
+        Index("ix_messages_tenant_campaign", "tenant_id", "campaign_id", "accepted_at", "id"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(String(63), index=True)
@@ -133,6 +139,7 @@ class Message(Base):
     sender: Mapped[str | None] = mapped_column(String(16), nullable=True)
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(16))
+    campaign_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     category: Mapped[str] = mapped_column(String(16), default="transactional")
     encoding: Mapped[str | None] = mapped_column(String(8), nullable=True)
     segments: Mapped[int | None] = mapped_column(Integer, nullable=True)
