@@ -5,29 +5,26 @@
 - ``tenant.<id>.inbound`` (by pattern) -> recorded for replies, and queued for the tenant's
   webhook if it has one.
 - ``sms.status`` -> ``tenant.<id>.status``, and queued for the tenant's webhook.
-- The webhook dispatcher POSTs what is queued. ``/v1/webhooks/deliveries`` (tenant API key)
-  lists deliveries and replays failed ones.
+- The webhook dispatcher POSTs what is queued. The console's ``/v1/webhooks/...`` API lists
+  deliveries and replays failed ones (services/console/api/webhooks.py).
 
 Start-up: settings -> database -> Faust app (producer, Faust agent on sms.status, the two
-pattern consumers, the dispatcher, web) -> run until SIGTERM/SIGINT -> stop in reverse order.
+pattern consumers, the dispatcher, web: /health and /metrics) -> run until SIGTERM/SIGINT ->
+stop in reverse order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
-from faust.web import View
 from prometheus_client import Counter
 
 from services.core import topics
-from services.core.db import Database
 from services.core.processor import In, Out, Processor
 from services.core.settings import Settings
-from services.core.tenancy import authenticate
 from services.core.topics import ensure_topics, tenant_dlq, tenant_topics
 
 from . import domain, webhooks
@@ -146,61 +143,6 @@ class Bridge:
         self._topics_ready |= missing
 
 
-# -- the webhook API ---------------------------------------------------------------------------
-
-def _install_api(p: Processor, db: Database, settings: Settings) -> None:
-    def tenant_of_request(request) -> str | None:
-        auth = request.headers.get("Authorization", "")
-        key = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-API-Key")
-        with db.session() as s:
-            return authenticate(s, key)
-
-    async def authorised(view: View, request) -> str:
-        tenant = await asyncio.to_thread(tenant_of_request, request)
-        if tenant is None:
-            raise view.NotAuthenticated("missing or invalid API key (Authorization: Bearer <key>)")
-        return tenant
-
-    @p.app.page("/v1/webhooks/deliveries")
-    class Deliveries(View):
-        """GET: the tenant's webhook deliveries (?status=failed|pending|delivered&limit=N)."""
-
-        async def get(self, request):
-            tenant = await authorised(self, request)
-            status = request.query.get("status")
-            try:
-                limit = max(1, min(1000, int(request.query.get("limit", "100"))))
-            except ValueError:
-                return self.json({"error": "limit must be an integer"}, status=400)
-
-            def load() -> dict[str, Any]:
-                with db.session() as s:
-                    return {"counts": webhooks.counts(s, tenant),
-                            "deliveries": webhooks.list_deliveries(s, tenant, status, limit)}
-            return self.json(await asyncio.to_thread(load))
-
-    @p.app.page("/v1/webhooks/replay")
-    class Replay(View):
-        """POST {"ids": [...]} replays those failed deliveries; {} replays all failed ones."""
-
-        async def post(self, request):
-            tenant = await authorised(self, request)
-            try:
-                body = json.loads(await request.read() or b"{}")
-                ids = body.get("ids") if isinstance(body, dict) else None
-                if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
-                    raise ValueError
-            except ValueError:
-                return self.json({"error": "body must be {} or {\"ids\": [<delivery id>, ...]}"},
-                                 status=400)
-
-            def run() -> int:
-                with db.session() as s:
-                    return webhooks.replay(s, tenant, settings.webhook_max_age_s, ids)
-            n = await asyncio.to_thread(run)
-            return self.json({"replayed": n})
-
-
 def build(settings: Settings | None = None) -> Processor:
     p = Processor("bridge", settings=settings)
     assert p.db is not None
@@ -221,8 +163,4 @@ def build(settings: Settings | None = None) -> Processor:
                       tenant_for=tenant_for, refresh_ms=refresh)
     p.consume(topics.SMS_STATUS, bridge.on_status)
     p.app.service(dispatcher)
-    _install_api(p, p.db, p.settings)
     return p
-
-
-

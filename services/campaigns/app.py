@@ -1,8 +1,9 @@
 """The campaigns processor's Faust app: a thin adapter.
 
-Start-up: settings -> database -> Faust app with the campaigns.inbound agent, the expander task
-and the admin API on the app's web server -> run until SIGTERM/SIGINT -> stop: the engine
-hands its campaign leases back (so another worker resumes at once), then the app stops.
+Start-up: settings -> database -> Faust app with the campaigns.inbound agent and the expander
+task (its web server serves /health and /metrics; the admin API is the console's) -> run until
+SIGTERM/SIGINT -> stop: the engine hands its campaign leases back (so another worker resumes at
+once), then the app stops.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 from services.core import topics
 from services.core.processor import Processor
 
-from .api import Api
 from .config import get_config
 from .engine import Engine
 
@@ -23,7 +23,6 @@ def build() -> Processor:
     config = get_config()
     engine = Engine(p, config)
     p.consume(topics.CAMPAIGNS_INBOUND, engine.on_inbound, batch=50)
-    Api(p.db, config).install(p.app.web.web_app)
     app = p.app
 
     @app.task

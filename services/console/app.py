@@ -17,6 +17,7 @@ from services.core.kafka import AsyncProducer
 from services.core.settings import Settings, get_settings
 from services.core.webservice import add_health_routes, serve
 
+from . import api
 from .views import audit as audit_views
 from .views import auth, dashboard, integrations
 from .web import CONSOLE_KEY, HERE, Console, error_pages, session_middleware
@@ -36,6 +37,7 @@ def build_app(console: Console) -> web.Application:
     app.router.add_static("/static/", HERE / "static", append_version=False)
     for routes in PAGE_ROUTES:
         app.add_routes(routes)
+    api.install(app, console)
     return app
 
 

@@ -12,11 +12,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from services.campaigns.api import Api
-from services.campaigns.config import CampaignsConfig
 from services.campaigns.domain import campaigns, subscriptions
 from services.campaigns.domain.campaigns import CampaignError
+from services.console.app import build_app
+from services.console.web import Console
 from services.core.db.campaigns_models import Subscriber, SubscriptionSchedule, SubscriptionTopic
+from services.core.settings import Settings
 from services.core.tenancy import add_number, create_tenant, issue_api_key
 
 NOW = datetime(2026, 6, 15, 10, 0, tzinfo=UTC)
@@ -111,8 +112,7 @@ def test_the_admin_api_disables_and_deletes_a_schedule(db):
     sid = schedule_id(db)
 
     async def drive() -> list[tuple[int, dict]]:
-        app = web.Application()
-        Api(db, CampaignsConfig()).install(app)
+        app: web.Application = build_app(Console(Settings(database_url=db.url), db))
         async with TestClient(TestServer(app)) as c:
             h = {"Authorization": f"Bearer {key}"}
             out = []

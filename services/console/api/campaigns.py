@@ -1,7 +1,8 @@
-"""The campaigns admin API, served by the campaigns process's own web server (the Faust app's
-aiohttp application, beside /health and /metrics). Every route needs a tenant API key
-(``Authorization: Bearer hk_...``) and sees only that tenant's data. Bad input is a 4xx with
-``{"error": reason}`` and changes nothing.
+"""The campaigns admin API (contacts, CSV import, lists, segments, campaigns, surveys, inquiry,
+content, subscriptions), served by the console under /v1 (it was the campaigns process's own
+web server until issue 11). Thin: parse, call services/campaigns/domain, audit, answer. See
+services/console/api/base.py for authentication and the error shape, and
+services/console/openapi.json for every route's request and response.
 
     GET/PUT  /v1/settings                       rate, time zone, quiet hours, frequency cap
     POST     /v1/contacts                       one contact, or {"contacts": [...], "list": NAME}
@@ -30,18 +31,18 @@ aiohttp application, beside /health and /metrics). Every route needs a tenant AP
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import func, select
 
+from services.campaigns.config import CampaignsConfig
+from services.campaigns.domain import campaigns, contacts, content, inquiry, subscriptions, surveys
+from services.campaigns.domain import settings as tenant_settings
+from services.campaigns.domain.audience import check_filter
+from services.campaigns.domain.contacts import ContactError
+from services.campaigns.domain.templates import BUILTIN_FIELDS
 from services.core import metrics
-from services.core.db import Database
 from services.core.db.campaigns_models import (
     Campaign,
     CampaignInbound,
@@ -54,118 +55,19 @@ from services.core.db.campaigns_models import (
     SubscriptionSchedule,
 )
 from services.core.db.models import Contact
-from services.core.tenancy import authenticate
+from services.core.tenancy import KeyResolver
 
-from .config import CampaignsConfig
-from .domain import campaigns, contacts, content, inquiry, subscriptions, surveys
-from .domain import settings as tenant_settings
-from .domain.audience import FilterError, check_filter
-from .domain.contacts import ContactError, CsvError
-from .domain.settings import SettingsError
-
-log = logging.getLogger(__name__)
-NAME = "campaigns"
-UPLOAD_MAX = 256 * 1024 * 1024
-SPOOL_IN_MEMORY = 4 * 1024 * 1024
-PAGE_MAX = 1000
-
-Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+from ..web import Console
+from .base import NAME, PAGE_MAX, ApiBase, BadRequest, int_param, ok, read_json, record, spool
 
 
-class BadRequest(Exception):
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-
-
-def _error(status: int, reason: str, route: str) -> web.Response:
-    metrics.HTTP_REQUESTS.labels(NAME, route, str(status)).inc()
-    return web.json_response({"error": reason}, status=status)
-
-
-def _ok(body: Any, route: str, status: int = 200) -> web.Response:
-    metrics.HTTP_REQUESTS.labels(NAME, route, str(status)).inc()
-    return web.json_response(body, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
-
-
-async def _json(request: web.Request) -> Any:
-    raw = await request.read()
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from None
-
-
-async def _spool(request: web.Request) -> tempfile.SpooledTemporaryFile:
-    """The request body in a spooled file: small bodies in memory, large ones on disk, read in
-    pieces so a big CSV is never one string in memory."""
-    f = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
-    size = 0
-    async for piece in request.content.iter_chunked(256 * 1024):
-        size += len(piece)
-        if size > UPLOAD_MAX:
-            f.close()
-            raise BadRequest(f"upload larger than {UPLOAD_MAX // (1024 * 1024)} MB", 413)
-        f.write(piece)
-    f.seek(0)
-    return f
-
-
-class Api:
-    def __init__(self, db: Database, config: CampaignsConfig) -> None:
-        self.db = db
+class CampaignsApi(ApiBase):
+    def __init__(self, console: Console, resolver: KeyResolver, config: CampaignsConfig) -> None:
+        super().__init__(console, resolver)
         self.config = config
-        self._auth: dict[str, tuple[float, str | None]] = {}
-
-    # -- plumbing --------------------------------------------------------------------------------
-    def _tenant_sync(self, key: str) -> str | None:
-        now = time.monotonic()
-        hit = self._auth.get(key)
-        if hit and now - hit[0] < 30:
-            return hit[1]
-        with self.db.session() as s:
-            tenant = authenticate(s, key)
-        if len(self._auth) > 10_000:
-            self._auth.clear()
-        self._auth[key] = (now, tenant)
-        return tenant
-
-    def route(self, name: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            auth = request.headers.get("Authorization", "")
-            key = auth[7:].strip() if auth.lower().startswith("bearer ") else \
-                request.headers.get("X-API-Key", "")
-            if not key:
-                return _error(401, "missing API key (Authorization: Bearer <key>)", name)
-            tenant = await asyncio.to_thread(self._tenant_sync, key)
-            if tenant is None:
-                return _error(401, "invalid API key", name)
-            try:
-                return await handler(request, tenant)
-            except BadRequest as exc:
-                return _error(exc.status, exc.reason, name)
-            except campaigns.CampaignError as exc:
-                return _error(exc.status, exc.reason, name)
-            except (ContactError, CsvError, FilterError, SettingsError) as exc:
-                return _error(400, str(exc), name)
-            except web.HTTPException:
-                raise
-            except Exception:  # noqa: BLE001 - a bug: say so without leaking internals
-                log.exception("campaigns api: %s %s failed", request.method, request.path)
-                return _error(500, "internal error", name)
-        return wrapped
-
-    def tx(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        """Run ``fn(session, *args)`` in one transaction in a worker thread."""
-        def run() -> Any:
-            with self.db.session() as s:
-                return fn(s, *args)
-        return asyncio.to_thread(run)
 
     def install(self, app: web.Application) -> None:
-        r = app.router
-        add = lambda method, path, name, h: r.add_route(method, path, self.route(name, h))  # noqa: E731
+        add = lambda method, path, name, h: self.add(app, method, path, name, h)  # noqa: E731
         add("GET", "/v1/settings", "settings", self.get_settings)
         add("PUT", "/v1/settings", "settings", self.put_settings)
         add("POST", "/v1/contacts", "contacts", self.post_contacts)
@@ -201,25 +103,31 @@ class Api:
         add("DELETE", "/v1/topics/{name}/schedules/{id}", "schedules", self.delete_schedule)
 
     # -- settings --------------------------------------------------------------------------------
+    def _settings_json(self, s, tenant: str) -> dict[str, Any]:
+        return tenant_settings.settings_json(s.get(CampaignSettings, tenant), tenant,
+                                             self.config.default_rate_per_second)
+
     async def get_settings(self, request: web.Request, tenant: str) -> web.Response:
-        def run(s):
-            return tenant_settings.settings_json(s.get(CampaignSettings, tenant), tenant,
-                                                 self.config.default_rate_per_second)
-        return _ok(await self.tx(run), "settings")
+        return ok(await self.tx(self._settings_json, tenant), "settings")
 
     async def put_settings(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise BadRequest("expected a JSON object")
 
         def run(s):
+            before = self._settings_json(s, tenant)
             row = tenant_settings.update(s, tenant, body)
-            return tenant_settings.settings_json(row, tenant, self.config.default_rate_per_second)
-        return _ok(await self.tx(run), "settings")
+            after = tenant_settings.settings_json(row, tenant, self.config.default_rate_per_second)
+            record(s, request, "update", "settings", tenant, before=before, after=after)
+            return after
+        out = await self.tx(run)
+        self.console.forget_zone(tenant)
+        return ok(out, "settings")
 
     # -- contacts --------------------------------------------------------------------------------
     async def post_contacts(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         many = isinstance(body, dict) and "contacts" in body
         items = body.get("contacts") if many else [body]
         list_name = body.get("list") if isinstance(body, dict) else None
@@ -236,71 +144,83 @@ class Api:
         if not many and rejects:
             raise BadRequest(rejects[0]["reason"])
         if rejects:
-            return _error(400, f"{len(rejects)} contact(s) rejected; nothing stored: "
-                          + "; ".join(f"#{r['index']}: {r['reason']}" for r in rejects[:10]), "contacts")
+            raise BadRequest(f"{len(rejects)} contact(s) rejected; nothing stored: "
+                             + "; ".join(f"#{r['index']}: {r['reason']}" for r in rejects[:10]))
 
         def run(s):
             rows, created, updated = contacts.upsert(s, tenant, valid)
             if list_name:
                 contacts.add_members(s, contacts.get_or_create_list(s, tenant, str(list_name)).id,
                                      [r.id for r in rows])
-            return {"created": created, "updated": updated,
-                    "contacts": [contacts.contact_json(r) for r in rows]}
-        return _ok(await self.tx(run), "contacts", 201)
+            out = {"created": created, "updated": updated,
+                   "contacts": [contacts.contact_json(r) for r in rows]}
+            if many:
+                record(s, request, "upsert", "contacts", after={
+                    "created": created, "updated": updated, "list": list_name,
+                    "msisdns": [r.msisdn for r in rows[:100]]})
+            else:
+                record(s, request, "upsert", "contact", rows[0].msisdn,
+                       after={**out["contacts"][0], "list": list_name})
+            return out
+        return ok(await self.tx(run), "contacts", 201)
 
     async def list_contacts(self, request: web.Request, tenant: str) -> web.Response:
-        after, limit = _int(request, "after", 0), min(_int(request, "limit", 100), PAGE_MAX)
+        after, limit = int_param(request, "after", 0), min(int_param(request, "limit", 100), PAGE_MAX)
 
         def run(s):
             rows = list(s.scalars(select(Contact).where(Contact.tenant_id == tenant, Contact.id > after)
                                   .order_by(Contact.id).limit(limit)))
             return {"contacts": [contacts.contact_json(c) for c in rows],
-                    "next_after": rows[-1].id if len(rows) == limit else None}
-        return _ok(await self.tx(run), "contacts")
+                    "next_after": rows[-1].id if rows and len(rows) == limit else None}
+        return ok(await self.tx(run), "contacts")
+
+    @staticmethod
+    def _contact(s, tenant: str, msisdn: str) -> Contact:
+        c = s.scalar(select(Contact).where(Contact.tenant_id == tenant, Contact.msisdn == msisdn))
+        if c is None:
+            raise BadRequest(f"no contact {msisdn}", 404)
+        return c
 
     async def get_contact(self, request: web.Request, tenant: str) -> web.Response:
         msisdn = contacts.normalise_msisdn(request.match_info["msisdn"])
-
-        def run(s):
-            c = s.scalar(select(Contact).where(Contact.tenant_id == tenant, Contact.msisdn == msisdn))
-            if c is None:
-                raise BadRequest(f"no contact {msisdn}", 404)
-            return contacts.contact_json(c)
-        return _ok(await self.tx(run), "contact")
+        return ok(await self.tx(lambda s: contacts.contact_json(self._contact(s, tenant, msisdn))),
+                  "contact")
 
     async def delete_contact(self, request: web.Request, tenant: str) -> web.Response:
         msisdn = contacts.normalise_msisdn(request.match_info["msisdn"])
 
         def run(s):
-            c = s.scalar(select(Contact).where(Contact.tenant_id == tenant, Contact.msisdn == msisdn))
-            if c is None:
-                raise BadRequest(f"no contact {msisdn}", 404)
+            c = self._contact(s, tenant, msisdn)
+            before = contacts.contact_json(c)
             s.execute(ContactListMember.__table__.delete().where(ContactListMember.contact_id == c.id))
             s.delete(c)
+            record(s, request, "delete", "contact", msisdn, before=before)
             return {"deleted": msisdn}
-        return _ok(await self.tx(run), "contact")
+        return ok(await self.tx(run), "contact")
 
     async def import_contacts(self, request: web.Request, tenant: str) -> web.Response:
         list_name = request.query.get("list") or None
         atomic = request.query.get("atomic", "").lower() in ("1", "true", "yes")
-        f = await _spool(request)
+        f = await spool(request)
         try:
             report = await asyncio.to_thread(contacts.import_upload, self.db.session, tenant, f,
                                              list_name=list_name, atomic=atomic,
                                              encoding=request.query.get("encoding") or None)
         finally:
             f.close()
-        status = 200 if report.written else 422
         body = report.as_dict()
         if not report.written:
             body["error"] = f"{report.rejected} row(s) rejected; with atomic=1 nothing was imported"
-        return _ok(body, "import", status)
+            return ok(body, "import", 422)
+        await self.tx(lambda s: record(s, request, "import", "contacts", list_name or "", after={
+            k: body[k] for k in ("rows", "created", "updated", "rejected", "duplicates", "encoding")}
+            | {"list": list_name, "atomic": atomic}))
+        return ok(body, "import")
 
     async def get_fields(self, request: web.Request, tenant: str) -> web.Response:
         def run(s):
-            from .domain.templates import BUILTIN_FIELDS
             return {"builtin": sorted(BUILTIN_FIELDS), "custom": sorted(contacts.known_fields(s, tenant))}
-        return _ok(await self.tx(run), "fields")
+        return ok(await self.tx(run), "fields")
 
     # -- lists and segments ----------------------------------------------------------------------
     async def get_lists(self, request: web.Request, tenant: str) -> web.Response:
@@ -310,24 +230,28 @@ class Api:
                              .where(ContactList.tenant_id == tenant).group_by(ContactList.id)
                              .order_by(ContactList.name)).all()
             return {"lists": [{"name": lst.name, "members": n} for lst, n in rows]}
-        return _ok(await self.tx(run), "lists")
+        return ok(await self.tx(run), "lists")
 
     async def post_list(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         name = body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str):
-            raise BadRequest('expected {"name": "..."}')
+            raise BadRequest('expected {"name": "..."}', field="name")
 
         def run(s):
+            existed = s.scalar(select(ContactList.id).where(ContactList.tenant_id == tenant,
+                                                            ContactList.name == name.strip()))
             lst = contacts.get_or_create_list(s, tenant, name)
+            if existed is None:
+                record(s, request, "create", "list", lst.name, after={"name": lst.name})
             return {"name": lst.name, "id": lst.id}
-        return _ok(await self.tx(run), "lists", 201)
+        return ok(await self.tx(run), "lists", 201)
 
     async def post_members(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         numbers = body.get("msisdns") if isinstance(body, dict) else None
         if not isinstance(numbers, list) or not numbers or len(numbers) > PAGE_MAX:
-            raise BadRequest(f'expected {{"msisdns": [1 to {PAGE_MAX} numbers]}}')
+            raise BadRequest(f'expected {{"msisdns": [1 to {PAGE_MAX} numbers]}}', field="msisdns")
         wanted = [contacts.normalise_msisdn(str(n)) for n in numbers]
         name = request.match_info["name"]
 
@@ -341,77 +265,90 @@ class Api:
             missing = sorted(set(wanted) - set(found))
             if missing:
                 raise BadRequest(f"no contact for {', '.join(missing[:10])}; nothing added", 404)
-            return {"added": contacts.add_members(s, lst.id, found.values())}
-        return _ok(await self.tx(run), "lists")
+            added = contacts.add_members(s, lst.id, found.values())
+            record(s, request, "add_members", "list", name,
+                   after={"added": added, "msisdns": sorted(found)[:100]})
+            return {"added": added}
+        return ok(await self.tx(run), "lists")
 
     async def get_segments(self, request: web.Request, tenant: str) -> web.Response:
         def run(s):
             return {"segments": [{"name": x.name, "filter": x.filter} for x in s.scalars(
                 select(Segment).where(Segment.tenant_id == tenant).order_by(Segment.name))]}
-        return _ok(await self.tx(run), "segments")
+        return ok(await self.tx(run), "segments")
 
     async def post_segment(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("name"), str) \
                 or not 0 < len(body["name"].strip()) <= 100:
-            raise BadRequest('expected {"name": "...", "filter": {...}}')
+            raise BadRequest('expected {"name": "...", "filter": {...}}', field="name")
         check_filter(body.get("filter"))
 
         def run(s):
             name = body["name"].strip()
             if s.scalar(select(Segment).where(Segment.tenant_id == tenant, Segment.name == name)):
-                raise BadRequest(f"segment {name} exists", 409)
+                raise BadRequest(f"segment {name} exists", 409, "name")
             s.add(Segment(tenant_id=tenant, name=name, filter=body["filter"]))
-            return {"name": name, "filter": body["filter"]}
-        return _ok(await self.tx(run), "segments", 201)
+            out = {"name": name, "filter": body["filter"]}
+            record(s, request, "create", "segment", name, after=out)
+            return out
+        return ok(await self.tx(run), "segments", 201)
 
     # -- campaigns -------------------------------------------------------------------------------
     async def post_campaign(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
 
         def run(s):
-            return campaigns.campaign_json(campaigns.create(s, tenant, body))
-        return _ok(await self.tx(run), "campaigns", 201)
+            out = campaigns.campaign_json(campaigns.create(s, tenant, body))
+            record(s, request, "create", "campaign", out["id"], after=out)
+            return out
+        return ok(await self.tx(run), "campaigns", 201)
 
     async def list_campaigns(self, request: web.Request, tenant: str) -> web.Response:
         def run(s):
             rows = s.scalars(select(Campaign).where(Campaign.tenant_id == tenant)
                              .order_by(Campaign.created_at.desc()).limit(PAGE_MAX))
             return {"campaigns": [campaigns.campaign_json(c) for c in rows]}
-        return _ok(await self.tx(run), "campaigns")
+        return ok(await self.tx(run), "campaigns")
 
     async def get_campaign(self, request: web.Request, tenant: str) -> web.Response:
         cid = request.match_info["id"]
-        return _ok(await self.tx(lambda s: campaigns.campaign_json(campaigns.get(s, tenant, cid))),
-                   "campaign")
+        return ok(await self.tx(lambda s: campaigns.campaign_json(campaigns.get(s, tenant, cid))),
+                  "campaign")
 
     async def post_action(self, request: web.Request, tenant: str) -> web.Response:
         cid, action = request.match_info["id"], request.match_info["action"]
-        return _ok(await self.tx(lambda s: campaigns.campaign_json(campaigns.act(s, tenant, cid, action))),
-                   "campaign_action")
+
+        def run(s):
+            before = campaigns.get(s, tenant, cid).status
+            out = campaigns.campaign_json(campaigns.act(s, tenant, cid, action))
+            record(s, request, action, "campaign", cid, before={"status": before},
+                   after={"status": out["status"]})
+            return out
+        return ok(await self.tx(run), "campaign_action")
 
     async def get_report(self, request: web.Request, tenant: str) -> web.Response:
         cid = request.match_info["id"]
-        return _ok(await self.tx(lambda s: campaigns.report(s, tenant, cid)), "report")
+        return ok(await self.tx(lambda s: campaigns.report(s, tenant, cid)), "report")
+
+    @staticmethod
+    def _survey(s, tenant: str, cid: str) -> Campaign:
+        c = campaigns.get(s, tenant, cid)
+        if c.kind != "survey":
+            raise BadRequest(f"campaign {cid} is a {c.kind}, not a survey", 409)
+        return c
 
     async def get_results(self, request: web.Request, tenant: str) -> web.Response:
         cid = request.match_info["id"]
 
         def run(s):
-            c = campaigns.get(s, tenant, cid)
-            if c.kind != "survey":
-                raise BadRequest(f"campaign {cid} is a {c.kind}, not a survey", 409)
+            self._survey(s, tenant, cid)
             return surveys.results(s, cid)
-        return _ok(await self.tx(run), "results")
+        return ok(await self.tx(run), "results")
 
     async def get_results_csv(self, request: web.Request, tenant: str) -> web.StreamResponse:
         cid = request.match_info["id"]
-
-        def check(s):
-            c = campaigns.get(s, tenant, cid)
-            if c.kind != "survey":
-                raise BadRequest(f"campaign {cid} is a {c.kind}, not a survey", 409)
-        await self.tx(check)
+        await self.tx(self._survey, tenant, cid)
         resp = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="{cid}-results.csv"'})
@@ -437,7 +374,7 @@ class Api:
 
     async def get_replies(self, request: web.Request, tenant: str) -> web.Response:
         cid = request.match_info["id"]
-        limit = min(_int(request, "limit", 100), PAGE_MAX)
+        limit = min(int_param(request, "limit", 100), PAGE_MAX)
 
         def run(s):
             campaigns.get(s, tenant, cid)
@@ -445,29 +382,35 @@ class Api:
                              .order_by(CampaignInbound.received_at.desc()).limit(limit))
             return {"replies": [{"from": r.msisdn, "text": r.text, "kind": r.kind, "reply": r.reply,
                                  "received_at": r.received_at.isoformat()} for r in rows]}
-        return _ok(await self.tx(run), "replies")
+        return ok(await self.tx(run), "replies")
 
     async def put_table(self, request: web.Request, tenant: str) -> web.Response:
         cid = request.match_info["id"]
-        f = await _spool(request)
+        f = await spool(request)
         encoding = request.query.get("encoding") or None
+
+        def run(s):
+            result = inquiry.load_table_upload(s, campaigns.get(s, tenant, cid), f, encoding)
+            record(s, request, "load_table", "campaign", cid, after=result)
+            return result
         try:
-            result = await self.tx(lambda s: inquiry.load_table_upload(
-                s, campaigns.get(s, tenant, cid), f, encoding))
+            result = await self.tx(run)
         finally:
             f.close()
-        return _ok(result, "table")
+        return ok(result, "table")
 
     async def put_endpoint(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise BadRequest("expected a JSON object")
         name = request.match_info["name"]
 
         def run(s):
             ep = inquiry.put_endpoint(s, tenant, name, body)
-            return {"name": ep.name, "url": ep.url, "timeout_s": ep.timeout_s, "retries": ep.retries}
-        return _ok(await self.tx(run), "endpoints")
+            out = {"name": ep.name, "url": ep.url, "timeout_s": ep.timeout_s, "retries": ep.retries}
+            record(s, request, "put", "endpoint", name, after=out)
+            return out
+        return ok(await self.tx(run), "endpoints")
 
     # -- content and topics ----------------------------------------------------------------------
     async def get_content(self, request: web.Request, tenant: str) -> web.Response:
@@ -475,15 +418,19 @@ class Api:
             return {"content": [content.item_json(r) for r in s.scalars(
                 select(ContentItem).where(ContentItem.tenant_id == tenant)
                 .order_by(ContentItem.name, ContentItem.for_date).limit(PAGE_MAX))]}
-        return _ok(await self.tx(run), "content")
+        return ok(await self.tx(run), "content")
 
     async def put_content(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise BadRequest('expected {"body": "...", "for_date": "YYYY-MM-DD"?}')
         name = request.match_info["name"]
-        return _ok(await self.tx(lambda s: content.item_json(content.put(s, tenant, name, body))),
-                   "content")
+
+        def run(s):
+            out = content.item_json(content.put(s, tenant, name, body))
+            record(s, request, "put", "content", name, after=out)
+            return out
+        return ok(await self.tx(run), "content")
 
     async def get_topics(self, request: web.Request, tenant: str) -> web.Response:
         def run(s):
@@ -493,21 +440,23 @@ class Api:
                     Subscriber.topic_id == t.id, Subscriber.active.is_(True)))
                 out.append({"name": t.name, "description": t.description, "subscribers": n})
             return {"topics": out}
-        return _ok(await self.tx(run), "topics")
+        return ok(await self.tx(run), "topics")
 
     async def post_topic(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise BadRequest('expected {"name": "NEWS", "description": "..."}')
 
         def run(s):
             t = subscriptions.create_topic(s, tenant, body)
-            return {"name": t.name, "description": t.description}
-        return _ok(await self.tx(run), "topics", 201)
+            out = {"name": t.name, "description": t.description}
+            record(s, request, "create", "topic", t.name, after=out)
+            return out
+        return ok(await self.tx(run), "topics", 201)
 
     async def get_subscribers(self, request: web.Request, tenant: str) -> web.Response:
         name = request.match_info["name"]
-        after, limit = _int(request, "after", 0), min(_int(request, "limit", 100), PAGE_MAX)
+        after, limit = int_param(request, "after", 0), min(int_param(request, "limit", 100), PAGE_MAX)
 
         def run(s):
             t = subscriptions.get_topic(s, tenant, name)
@@ -516,8 +465,8 @@ class Api:
                                                            Subscriber.id > after)
                                   .order_by(Subscriber.id).limit(limit)))
             return {"topic": t.name, "subscribers": [r.msisdn for r in rows],
-                    "next_after": rows[-1].id if len(rows) == limit else None}
-        return _ok(await self.tx(run), "topics")
+                    "next_after": rows[-1].id if rows and len(rows) == limit else None}
+        return ok(await self.tx(run), "topics")
 
     async def get_schedules(self, request: web.Request, tenant: str) -> web.Response:
         name = request.match_info["name"]
@@ -526,53 +475,52 @@ class Api:
             t = subscriptions.get_topic(s, tenant, name)
             return {"topic": t.name, "schedules": [subscriptions.schedule_json(x) for x in s.scalars(
                 select(SubscriptionSchedule).where(SubscriptionSchedule.topic_id == t.id))]}
-        return _ok(await self.tx(run), "schedules")
+        return ok(await self.tx(run), "schedules")
 
     async def post_schedule(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise BadRequest('expected {"cron": "0 8 * * *", "timezone": "...", "content": NAME}')
         name = request.match_info["name"]
 
         def run(s):
             t = subscriptions.get_topic(s, tenant, name)
-            return subscriptions.schedule_json(subscriptions.add_schedule(s, t, body, campaigns.utcnow()))
-        return _ok(await self.tx(run), "schedules", 201)
+            out = subscriptions.schedule_json(subscriptions.add_schedule(s, t, body, campaigns.utcnow()))
+            record(s, request, "create", "schedule", out.get("id", ""), after={**out, "topic": t.name})
+            return out
+        return ok(await self.tx(run), "schedules", 201)
 
     async def patch_schedule(self, request: web.Request, tenant: str) -> web.Response:
-        body = await _json(request)
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise BadRequest('expected {"active": false}')
         name, sid = request.match_info["name"], request.match_info["id"]
 
         def run(s):
             t = subscriptions.get_topic(s, tenant, name)
-            return subscriptions.schedule_json(subscriptions.update_schedule(s, t, sid, body,
-                                                                             campaigns.utcnow()))
-        return _ok(await self.tx(run), "schedules")
+            before = subscriptions.schedule_json(subscriptions.get_schedule(s, t, sid))
+            out = subscriptions.schedule_json(subscriptions.update_schedule(s, t, sid, body,
+                                                                            campaigns.utcnow()))
+            record(s, request, "update", "schedule", sid, before=before,
+                   after={**out, "topic": t.name})
+            return out
+        return ok(await self.tx(run), "schedules")
 
     async def delete_schedule(self, request: web.Request, tenant: str) -> web.Response:
         name, sid = request.match_info["name"], request.match_info["id"]
 
         def run(s):
             topic = subscriptions.get_topic(s, tenant, name)
-            return {"deleted": subscriptions.delete_schedule(s, topic, sid)}
-        return _ok(await self.tx(run), "schedules")
+            deleted = subscriptions.delete_schedule(s, topic, sid)
+            record(s, request, "delete", "schedule", sid, before={"topic": topic.name, "id": deleted})
+            return {"deleted": deleted}
+        return ok(await self.tx(run), "schedules")
 
     async def delete_topic(self, request: web.Request, tenant: str) -> web.Response:
         name = request.match_info["name"]
-        return _ok(await self.tx(lambda s: {"deleted": subscriptions.delete_topic(s, tenant, name)}),
-                   "topics")
 
-
-def _int(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number") from None
-    if v < 0:
-        raise BadRequest(f"{name} must not be negative")
-    return v
+        def run(s):
+            deleted = subscriptions.delete_topic(s, tenant, name)
+            record(s, request, "delete", "topic", deleted, before={"name": deleted})
+            return {"deleted": deleted}
+        return ok(await self.tx(run), "topics")
