@@ -25,7 +25,7 @@ from services.core.health import HealthCheck
 from services.core.kafka import AsyncProducer
 from services.core.messages import history, record_accepted, request_mismatch
 from services.core.settings import Settings, get_settings
-from services.core.tenancy import authenticate
+from services.core.tenancy import KeyRefused, KeyResolver
 from services.core.webservice import add_health_routes, serve
 
 from .domain import (
@@ -68,7 +68,7 @@ class Ingress:
                  carriers: dict[str, Carrier]) -> None:
         self.s, self.db, self.producer, self.carriers = settings, db, producer, carriers
         self.limiter = TokenBucket(settings.api_rate_per_second, settings.api_rate_burst)
-        self._auth_cache: dict[str, tuple[float, str | None]] = {}
+        self.keys = KeyResolver(db.session)
         self._senders: dict[str, tuple[float, set[str]]] = {}
 
     # -- carriers -----------------------------------------------------------------------------
@@ -137,31 +137,12 @@ class Ingress:
         return web.json_response({"status": "accepted"})
 
     # -- send API -----------------------------------------------------------------------------
-    def _tenant_sync(self, key: str | None) -> str | None:
-        now = time.monotonic()
-        hit = self._auth_cache.get(key or "")
-        if hit and now - hit[0] < 30:
-            return hit[1]
-        with self.db.session() as s:
-            tenant = authenticate(s, key)
-        if len(self._auth_cache) > 10_000:
-            self._auth_cache.clear()
-        self._auth_cache[key or ""] = (now, tenant)
-        return tenant
-
     async def _tenant(self, request: web.Request) -> str:
-        auth = request.headers.get("Authorization", "")
-        key = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get(
-            "X-API-Key")
-        if not key:
-            raise web.HTTPUnauthorized(text=json.dumps({"error": "missing API key (Authorization: "
-                                                        "Bearer <key>)"}),
-                                       content_type="application/json")
-        tenant = await asyncio.to_thread(self._tenant_sync, key)
-        if tenant is None:
-            raise web.HTTPUnauthorized(text=json.dumps({"error": "invalid API key"}),
-                                       content_type="application/json")
-        return tenant
+        try:
+            return (await self.keys.check_async(request.headers)).tenant_id
+        except KeyRefused as exc:
+            raise web.HTTPUnauthorized(text=json.dumps({"error": exc.reason}),
+                                       content_type="application/json") from None
 
     def _tenant_senders(self, tenant: str) -> set[str]:
         now = time.monotonic()
