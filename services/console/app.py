@@ -19,13 +19,21 @@ from services.core.webservice import add_health_routes, serve
 
 from . import api
 from .views import audit as audit_views
-from .views import auth, dashboard, integrations
+from .views import auth, dashboard, integrations, operator, team
+from .views import campaigns as campaign_views
+from .views import content as content_views
+from .views import inbox as inbox_views
+from .views import messages as message_views
+from .views import send as send_views
 from .web import CONSOLE_KEY, HERE, Console, error_pages, session_middleware
 
 NAME = "console"
 log = logging.getLogger("herald.console")
 
-PAGE_ROUTES = [auth.routes, dashboard.routes, audit_views.routes, integrations.routes]
+PAGE_ROUTES = [auth.routes, dashboard.routes, audit_views.routes, integrations.routes, team.routes,
+               operator.routes]
+PAGE_ROUTES += [send_views.routes, message_views.routes, inbox_views.routes]
+PAGE_ROUTES += [content_views.routes, campaign_views.routes]  # content's paths before /campaigns/{id}
 
 
 def build_app(console: Console) -> web.Application:

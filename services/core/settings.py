@@ -39,13 +39,17 @@ class Settings(BaseSettings):
     ledger_port: int = Field(8085, description="Port of the ledger's /health and /metrics")
     bridge_port: int = Field(8086, description="Port of the bridge's /health, /metrics and webhook API")
     metrics_port: int = Field(8087, description="Port of the metrics processor's /health and /metrics")
-    console_port: int = Field(8088, description="Port of the console: web program, admin API, /health, /metrics")
+    console_port: int = Field(
+        8088, description="Port of the console: web program, admin API, /health, /metrics")
     console_session_hours: float = Field(12.0, gt=0, description="How long a console sign-in lasts")
     console_secure_cookies: bool = Field(
         False, description="Mark console cookies Secure (set it when the console is served over HTTPS)")
     console_max_failed_logins: int = Field(
         5, ge=1, description="Wrong passwords in a row before a console account is locked")
-    console_lockout_minutes: float = Field(15.0, gt=0, description="How long a locked console account stays locked")
+    console_lockout_minutes: float = Field(
+        15.0, gt=0, description="How long a locked console account stays locked")
+    stack_state_file: str = Field(
+        ".run/stack.json", description="The supervisor's process state the console's operator page shows")
     bridge_topic_refresh_ms: int = Field(
         5000, ge=100, description="How often the bridge looks for new tenant topics (ms)")
     bridge_reply_wait_s: float = Field(
