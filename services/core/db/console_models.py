@@ -57,3 +57,31 @@ class AuditEntry(Base):
     after: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ContactImportJob(Base):
+    """A contact CSV import started from the console: its state and, once finished, its report
+    (counts and up to 1,000 rejected rows with line and reason), so that the page shows the
+    same outcome after a reload. The import itself is one transaction (contacts.import_csv)."""
+
+    __tablename__ = "console_import_jobs"
+    __table_args__ = (Index("ix_console_import_jobs_tenant", "tenant_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    actor: Mapped[str] = mapped_column(String(254))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    list_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    atomic: Mapped[bool] = mapped_column(default=False)
+    encoding: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    written: Mapped[bool] = mapped_column(default=False)
+    rejects: Mapped[list] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
