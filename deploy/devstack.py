@@ -43,7 +43,7 @@ def platform_specs(s: Any) -> list[ProcSpec]:
     """The processes of `make run`, in start order. Add a process here (name, module, port)."""
     py = sys.executable
     specs = [ProcSpec("simulator", [py, "-m", "services.simulator"], None, stop_group=4)]
-    for name, group in (("ingress", 0), ("router", 1), ("egress", 2), ("campaigns", 1),
+    for name, group in (("ingress", 0), ("console", 0), ("router", 1), ("egress", 2), ("campaigns", 1),
                         ("verifier", 1), ("ledger", 1), ("bridge", 1), ("metrics", 3)):
         specs.append(ProcSpec(name, [py, "-m", f"services.{name}"], getattr(s, f"{name}_port"),
                               stop_group=group))
@@ -200,6 +200,15 @@ def status_table(state: dict[str, Any]) -> str:
     return "\n".join([*lines, f"(updated {state.get('updated_at', '?')})"])
 
 
+def console_sign_in(path: Path = ROOT / ".run" / "demo-console-login") -> str:
+    """The demo owner's first sign-in, written by services.console.demo on the first run."""
+    try:
+        email, password = path.read_text().split()[:2]
+    except (FileNotFoundError, ValueError):
+        return "(no demo sign-in file; create users with the console's operator pages)"
+    return f"sign in as {email} / {password} (also in {path.relative_to(ROOT)})"
+
+
 def step(msg: str) -> None:
     print(f"herald: {msg}", flush=True)
 
@@ -243,6 +252,7 @@ def main() -> int:
         step(f"migrating {s.database_url}")
         subprocess.run([sys.executable, "-m", "services.core.db.migrate", "up"], check=True)
         subprocess.run([sys.executable, "-m", "services.core.demo"], check=True)
+        subprocess.run([sys.executable, "-m", "services.console.demo"], check=True)
         sup.start_all()
 
         deadline = time.monotonic() + 90
@@ -264,6 +274,7 @@ def main() -> int:
                 step(f"{c.spec.name:<10} up   {where}")
             step(f"ready. Send API: POST http://127.0.0.1:{s.ingress_port}/v1/messages. "
                  "`python deploy/devstack.py status` shows the processes. Ctrl-C stops all.")
+            step(f"console: http://{s.web_host}:{s.console_port}/  {console_sign_in()}")
         while not stopping:
             sup.poll()
             time.sleep(0.5)
