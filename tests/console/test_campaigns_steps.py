@@ -1,0 +1,97 @@
+"""A campaign's page: its steps (start, pause, resume, cancel) by state, live progress, audit,
+roles and other tenants."""
+
+from services.core.db.campaigns_models import Campaign, CampaignRecipient
+from services.core.db.console_models import AuditEntry
+from services.core.db.models import Message
+
+from .campaign_fixtures import make
+
+
+def _status(db, cid):
+    with db.session() as s:
+        return s.get(Campaign, cid).status
+
+
+def test_a_draft_offers_start_and_starting_it_is_audited(browser, console_db):
+    cid = make(console_db, start=False)
+    browser.sign_in("owner@acme.example")
+    _, body = browser.get(f"/campaigns/{cid}")
+    assert f"/campaigns/{cid}/actions/start" in body and "/actions/pause" not in body
+    resp, body = browser.post(f"/campaigns/{cid}/actions/start")
+    assert resp.status == 200 and "The campaign is started." in body
+    assert _status(console_db, cid) == "scheduled"
+    with console_db.session() as s:
+        e = s.query(AuditEntry).filter_by(action="start", object_id=cid).one()
+        assert e.before == {"status": "draft"} and e.after == {"status": "scheduled"}
+
+
+def test_pause_resume_and_cancel_follow_the_campaigns_state(browser, console_db):
+    cid = make(console_db)
+    browser.sign_in("owner@acme.example")
+    _, body = browser.get(f"/campaigns/{cid}")
+    assert "/actions/pause" in body and "/actions/resume" not in body
+    browser.post(f"/campaigns/{cid}/actions/pause")
+    assert _status(console_db, cid) == "paused"
+    _, body = browser.get(f"/campaigns/{cid}")
+    assert "/actions/resume" in body and "/actions/pause" not in body
+    browser.post(f"/campaigns/{cid}/actions/resume")
+    assert _status(console_db, cid) == "scheduled"
+    browser.post(f"/campaigns/{cid}/actions/cancel")
+    assert _status(console_db, cid) == "cancelled"
+    _, body = browser.get(f"/campaigns/{cid}")
+    assert "/actions/" not in body
+
+
+def test_a_step_the_state_does_not_allow_is_refused_with_the_reason(browser, console_db):
+    cid = make(console_db)
+    browser.sign_in("owner@acme.example")
+    browser.get(f"/campaigns/{cid}")
+    resp, body = browser.post(f"/campaigns/{cid}/actions/resume")
+    assert "This step is not possible now" in body and "not paused" in body
+    assert _status(console_db, cid) == "scheduled"
+
+
+def test_the_progress_counts_come_from_the_campaign_report(browser, console_db):
+    cid = make(console_db)
+    with console_db.session() as s:
+        for i, status in enumerate(["delivered", "delivered", "failed", "sent"]):
+            mid = f"m{i}"
+            s.add(Message(id=mid, tenant_id="acme", request_id=f"r{i}", recipient=f"+1555000000{i}",
+                          text="Hello", source="campaign", status=status, carrier_message_id=f"k{i}"))
+            s.add(CampaignRecipient(campaign_id=cid, member_id=i + 1, msisdn=f"+1555000000{i}",
+                                    state="queued", message_id=mid))
+    browser.sign_in("analyst@acme.example")
+    resp, body = browser.get(f"/campaigns/{cid}/progress")
+    assert resp.status == 200
+    assert 'aria-valuenow="75"' in body  # 3 of 4 queued messages have a final status
+    import re
+    figures = dict(re.findall(r'stat-label">([^<]+)</div><div class="stat-value">([^<]+)<', body))
+    assert figures["Queued"] == "4" and figures["Delivered"] == "2" and figures["Failed"] == "1"
+    assert figures["Sent"] == "4"
+    _, page = browser.get(f"/campaigns/{cid}")
+    assert f'hx-get="/campaigns/{cid}/progress" hx-trigger="every 3s"' in page
+
+
+def test_an_analyst_sees_no_step_and_cannot_post_one(browser, console_db):
+    cid = make(console_db)
+    browser.sign_in("analyst@acme.example")
+    _, body = browser.get(f"/campaigns/{cid}")
+    assert "/actions/" not in body
+    resp, _ = browser.post(f"/campaigns/{cid}/actions/pause")
+    assert resp.status == 403
+    assert _status(console_db, cid) == "scheduled"
+
+
+def test_another_tenants_campaign_is_404_whatever_the_url(browser, console_db):
+    cid = make(console_db, tenant="other")
+    browser.sign_in("owner@acme.example")
+    for path in (f"/campaigns/{cid}", f"/campaigns/{cid}/progress", f"/campaigns/{cid}/results",
+                 f"/campaigns/{cid}/results.csv"):
+        resp, _ = browser.get(path)
+        assert resp.status == 404, path
+    browser.get("/campaigns")
+    for step in ("pause", "cancel"):
+        resp, _ = browser.post(f"/campaigns/{cid}/actions/{step}")
+        assert resp.status == 404
+    assert _status(console_db, cid) == "scheduled"
