@@ -128,6 +128,44 @@ def disable_endpoint(s: Session, tenant_id: str) -> bool:
     return True
 
 
+def endpoint_of(s: Session, tenant_id: str) -> WebhookEndpoint | None:
+    """The tenant's endpoint, active or not."""
+    return s.scalar(select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id))
+
+
+def enable_endpoint(s: Session, tenant_id: str) -> bool:
+    """Deliveries start again (those waiting while it was disabled go first), same secret."""
+    ep = endpoint_of(s, tenant_id)
+    if ep is None:
+        return False
+    ep.active, ep.updated_at = True, datetime.now(UTC)
+    return True
+
+
+def change_url(s: Session, tenant_id: str, url: str) -> bool:
+    """Point the endpoint elsewhere and keep its secret (the receiver need not change it)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("the webhook URL must start with http:// or https://")
+    ep = endpoint_of(s, tenant_id)
+    if ep is None:
+        return False
+    ep.url, ep.updated_at = url, datetime.now(UTC)
+    return True
+
+
+def rotate_secret(s: Session, settings: Settings, tenant_id: str) -> str | None:
+    """A new signing secret for the endpoint (returned once; the old one stops signing at
+    once), or None when the tenant has no endpoint."""
+    ep = endpoint_of(s, tenant_id)
+    if ep is None:
+        return None
+    secret = new_secret()
+    ep.secret_sealed = WebhookSecrets(settings.secret_key).seal_text(secret)
+    ep.updated_at = datetime.now(UTC)
+    s.flush()
+    return secret
+
+
 def active_endpoint(s: Session, tenant_id: str) -> WebhookEndpoint | None:
     return s.scalar(select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id,
                                                   WebhookEndpoint.active.is_(True)))
@@ -232,10 +270,13 @@ def record_result(s: Session, delivery_id: int, ok: bool, status_code: int | Non
 
 
 def list_deliveries(s: Session, tenant_id: str, status: str | None = None,
-                    limit: int = 100) -> list[dict[str, Any]]:
+                    limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
+    """Newest first; ``before_id`` pages on (keyset: ids below it)."""
     q = select(WebhookDelivery).where(WebhookDelivery.tenant_id == tenant_id)
     if status:
         q = q.where(WebhookDelivery.status == status)
+    if before_id is not None:
+        q = q.where(WebhookDelivery.id < before_id)
     rows = s.scalars(q.order_by(WebhookDelivery.id.desc()).limit(limit))
     return [{"id": r.id, "event_id": r.event_id, "event_type": r.event_type,
              "number": r.ordering_key, "status": r.status, "attempts": r.attempts,
