@@ -67,8 +67,8 @@ def rows_for(topic: str, events: Iterable[dict[str, Any]],
 def record(s: Session, topic: str, events: Iterable[dict[str, Any]],
            owner: Callable[[str], str] | None = None) -> int:
     """Write what ``events`` tell: new rows inserted, known rows completed (one statement per
-    column set, not one per event). A reply's kind replaces a forward's or a query's label; a
-    code query or a loyalty command only labels a text nothing labelled yet."""
+    column set, not one per event). A reply's kind replaces any label; a forward, a code query
+    or a loyalty command only labels a text nothing labelled yet."""
     rows = rows_for(topic, events, owner)
     if not rows:
         return 0
@@ -78,13 +78,20 @@ def record(s: Session, topic: str, events: Iterable[dict[str, Any]],
     for r in rows:
         cols = tuple(c for c in _COLUMNS if r[c] is not None)
         by_columns.setdefault(cols, []).append(r)
+    # Only a reply's label replaces another; a forward's, a query's or a command's fills a gap.
+    final = topic == topics.SMS_OUTBOUND
     for cols, group in by_columns.items():
-        values = {c: bindparam(f"v_{c}") for c in cols}
-        stmt = update(t).where(t.c.message_id == bindparam("k_id")).values(**values)
-        if topic in (topics.CODES_SUBMITTED, topics.POINTS_COMMANDS):
-            stmt = stmt.where(or_(t.c.handled_by.is_(None), t.c.handled_by == values["handled_by"]))
-        s.connection().execute(stmt, [{"k_id": r["message_id"], **{f"v_{c}": r[c] for c in cols}}
-                                      for r in group])
+        steps = [cols] if final else [tuple(c for c in cols if c != "handled_by"),
+                                      ("handled_by",) if "handled_by" in cols else ()]
+        for step in steps:
+            if not step:
+                continue
+            stmt = update(t).where(t.c.message_id == bindparam("k_id")).values(
+                **{c: bindparam(f"v_{c}") for c in step})
+            if not final and step == ("handled_by",):
+                stmt = stmt.where(t.c.handled_by.is_(None))
+            s.connection().execute(stmt, [{"k_id": r["message_id"], **{f"v_{c}": r[c] for c in step}}
+                                          for r in group])
     _conversations(s, [r["message_id"] for r in rows])
     return len(rows)
 
