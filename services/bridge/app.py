@@ -22,7 +22,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from services.core import topics
+from services.core import inbound_log, topics
 from services.core.processor import In, Out, Processor
 from services.core.settings import Settings
 from services.core.topics import ensure_topics, tenant_dlq, tenant_topics
@@ -99,6 +99,8 @@ class Bridge:
                 tenant = domain.tenant_of(item.topic or "")
                 domain.record_inbound(s, tenant, item.event)
                 queued += self._enqueue(s, endpoints, tenant, item.event)
+            # The console's inbox: these texts went to the tenant's inbox (one batch write).
+            inbound_log.record(s, inbound_log.TENANT_INBOX, [i.event for i in items])
             if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
                 self._last_prune = time.monotonic()
                 domain.prune_inbound(s, self.settings.bridge_inbound_retention_days)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.core import topics
+from services.core import inbound_log, topics
 from services.core.db.bridge_models import METRIC_FIELDS
 from services.core.processor import In, Out, Processor
 from services.core.settings import Settings
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 SOURCES = (topics.SMS_INBOUND, topics.SMS_OUTBOUND, topics.SMS_STATUS, topics.CODES_SUBMITTED,
            topics.POINTS_AWARDED)
+# Read only for the tenants' inbox log (which rule handled an inbound text), not counted.
+INBOX_SOURCES = (topics.CAMPAIGNS_INBOUND, topics.POINTS_COMMANDS)
 LABELS = list(domain.DIMENSIONS)
 
 # Running totals for Prometheus (each worker exports its share; sum() them).
@@ -56,6 +58,9 @@ class Metrics:
                 incs = [inc for i in items for inc in self.counter.count(s, topic, i.event)]
                 new = domain.fresh(s, incs)
                 domain.apply(s, new)
+                # The console's inbox: one batch write with the counts (services/core/inbound_log.py).
+                inbound_log.record(s, topic, [i.event for i in items],
+                                   owner=lambda number: self.counter._owner(s, number))
             self._export(new)  # committed: now the running totals may move
             return []
         return handle
@@ -118,7 +123,7 @@ class Metrics:
 def build(settings: Settings | None = None) -> Processor:
     p = Processor("metrics", settings=settings)
     m = Metrics(p)
-    for topic in SOURCES:
+    for topic in SOURCES + INBOX_SOURCES:
         p.consume(topic, m.handler(topic))
 
     async def publish_windows() -> None:
