@@ -17,13 +17,13 @@ from aiohttp import web
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from services.core import metrics, topics
+from services.core import metrics, sending, topics
 from services.core.carriers import Carrier, load_carriers
 from services.core.db import Database
 from services.core.db.models import InboundPart, Message, SenderNumber
 from services.core.health import HealthCheck
 from services.core.kafka import AsyncProducer
-from services.core.messages import history, record_accepted, request_mismatch
+from services.core.messages import history
 from services.core.settings import Settings, get_settings
 from services.core.tenancy import KeyRefused, KeyResolver
 from services.core.webservice import add_health_routes, serve
@@ -39,7 +39,6 @@ from .domain import (
     parse_mo,
     parse_send,
     preview,
-    reused_key,
 )
 
 log = logging.getLogger("herald.ingress")
@@ -164,19 +163,10 @@ class Ingress:
         return None
 
     def _accept(self, events: list[dict]) -> list[bool | str]:
-        """Record the messages as accepted (idempotent). Per event: False when it is new, True
-        when the same request was accepted before (its message stands), or the reason a reused
-        idempotency key is refused (another request was accepted under it)."""
-        out: list[bool | str] = []
+        """``sending.accept`` in one transaction: per event, False when new, True when the same
+        request was accepted before, or the reason a reused idempotency key is refused."""
         with self.db.session() as s:
-            for e in events:
-                msg, created = record_accepted(s, e)
-                if created:
-                    out.append(False)
-                    continue
-                differs = request_mismatch(msg, e)
-                out.append(reused_key(e["request_id"], differs) if differs else True)
-        return out
+            return sending.accept(s, events)
 
     @staticmethod
     def _result(event: dict, duplicate: bool) -> dict:
@@ -204,7 +194,7 @@ class Ingress:
                           message_id=event["message_id"])
         # Published again on a duplicate too: if the first attempt died before the broker
         # acknowledged it, this one delivers it; egress dedupes by message id.
-        await self.producer.send(topics.SMS_OUTBOUND, event, key=event["to"])
+        await sending.publish(self.producer, [event])
         metrics.HTTP_REQUESTS.labels(NAME, "send", "202").inc()
         return web.json_response(self._result(event, dup), status=200 if dup else 202)
 
@@ -231,7 +221,7 @@ class Ingress:
             return limited
         dups = await asyncio.to_thread(self._accept, [e for _, e in events])
         sent = [(i, e, dup) for (i, e), dup in zip(events, dups, strict=True) if not isinstance(dup, str)]
-        await self.producer.send_many([(topics.SMS_OUTBOUND, e, e["to"]) for _, e, _ in sent])
+        await sending.publish(self.producer, [e for _, e, _ in sent])
         for (i, e), dup in zip(events, dups, strict=True):
             if isinstance(dup, str):
                 results.append({"index": i, "error": dup, "status": 409,
