@@ -49,9 +49,12 @@ def upgrade() -> None:
                    "(tenant_id, msisdn varchar_pattern_ops)")
     # "Lists of this contact" and deleting a contact's memberships look members up by contact.
     op.create_index('ix_contact_list_members_contact', 'contact_list_members', ['contact_id'])
+    # The consent log lists a tenant's opt-out changes newest first.
+    op.create_index('ix_opt_outs_tenant_updated', 'opt_outs', ['tenant_id', 'updated_at'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_opt_outs_tenant_updated', table_name='opt_outs')
     op.drop_index('ix_contact_list_members_contact', table_name='contact_list_members')
     if op.get_bind().dialect.name == 'postgresql':
         op.execute("DROP INDEX ix_contacts_tenant_msisdn_pattern")
