@@ -97,7 +97,7 @@ def render(kind: str, lang: str, overrides: dict | None, **values: Any) -> str:
             return custom.format(**values)
         except (KeyError, IndexError, ValueError, AttributeError, TypeError):
             pass  # the default below; the values are not logged (they can hold a password)
-    return TEMPLATES[lang][kind].format(**values)
+    return TEMPLATES[lang][kind.split("_")[0] if kind.startswith("threshold_") else kind].format(**values)
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,11 @@ class Ledger:
                                      .order_by(ThresholdNotification.threshold)))
         for threshold in crossed:
             menu = self._menu(s, entry.tenant_id, lang, program, entry.balance_after, header=False)
-            text = render("threshold", lang, program.templates, balance=entry.balance_after, menu=menu)
+            # A threshold's own message (set on the console's points page), else the common one.
+            kind = f"threshold_{threshold}"
+            own = ((program.templates or {}).get(lang) or {}).get(kind)
+            text = render(kind if own else "threshold", lang, program.templates, balance=entry.balance_after,
+                          menu=menu, threshold=threshold)
             outs.append(self._sms(entry.tenant_id, entry.member, entry.reply_from,
                                   f"threshold-{entry.entry_id}-{threshold}", text, "points_threshold"))
         return outs

@@ -237,6 +237,9 @@ class PrizeTier(Base):
     odds: Mapped[float] = mapped_column(Float)  # probability of this tier per draw, 0..1
     cap: Mapped[int] = mapped_column(Integer)  # at most this many winners, ever
     awarded: Mapped[int] = mapped_column(Integer, default=0)
+    daily_cap: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: no daily cap
+    day: Mapped[str | None] = mapped_column(String(10), nullable=True)  # brand-local day of awarded_today
+    awarded_today: Mapped[int] = mapped_column(Integer, default=0)
     value_cents: Mapped[int] = mapped_column(Integer, default=0)  # counted against the budget
 
 
@@ -260,6 +263,7 @@ class Draw(Base):
     """One draw per first valid query, with what it was drawn from, so it can be re-checked."""
 
     __tablename__ = "draws"
+    __table_args__ = (Index("ix_draws_lottery_outcome", "lottery_id", "outcome", "id"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(String(63))
     lottery_id: Mapped[int] = mapped_column(ForeignKey("lotteries.id", ondelete="CASCADE"), index=True)
@@ -269,7 +273,8 @@ class Draw(Base):
     random_value: Mapped[float] = mapped_column(Float)  # in [0, 1)
     inputs: Mapped[dict] = mapped_column(JSON)  # the tiers and odds it was drawn against
     tier_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # tier the value fell in
-    outcome: Mapped[str] = mapped_column(String(16))  # won | lost | cap_reached | over_budget | no_stock
+    # won | lost | cap_reached | day_cap_reached | over_budget | no_stock
+    outcome: Mapped[str] = mapped_column(String(16))
     card_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
     drawn_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -200,3 +200,16 @@ def set_club_membership(s: Session, tenant_id: str, brand_slug: str, club: str, 
     changed = row.status != status
     row.status, row.source, row.source_event_id, row.changed_at = status, source, source_event_id, at
     return changed
+
+
+def set_product_points(s: Session, tenant_id: str, product_id: int, points: int) -> tuple[int, int]:
+    """The points a first valid query of the product earns (0: none); returns (before, after).
+    ValueError for negative points, LookupError for another tenant's product."""
+    product = s.get(Product, product_id)
+    if product is None or product.tenant_id != tenant_id:
+        raise LookupError(f"tenant {tenant_id} has no product {product_id}")
+    if points < 0 or points > 1_000_000:
+        raise ValueError("points per valid code are 0 to 1,000,000")
+    before, product.points = product.points, points
+    s.flush()
+    return before, points

@@ -59,6 +59,7 @@ class TierInfo:
     odds: float
     cap: int
     value_cents: int
+    daily_cap: int | None = None
 
     def display(self, lang: str) -> str:
         return (self.name_zh if lang == "zh" and self.name_zh else self.name)
@@ -73,6 +74,7 @@ class LotteryInfo:
     ends_at: datetime | None
     budget_cents: int | None
     tiers: tuple[TierInfo, ...]
+    timezone: str = "UTC"  # the brand's: a tier's daily cap counts the brand's days
 
     def open_at(self, at: datetime) -> bool:
         started = self.starts_at is None or self.starts_at <= at
@@ -151,7 +153,8 @@ class Catalogue:
                     if t.id == tier_id:
                         return t
         t = s.get(PrizeTier, tier_id)
-        return None if t is None else TierInfo(t.id, t.name, t.name_zh, t.odds, t.cap, t.value_cents)
+        return None if t is None else TierInfo(t.id, t.name, t.name_zh, t.odds, t.cap, t.value_cents,
+                                               t.daily_cap)
 
     def lottery_for(self, s: Session, brand_id: int, product_id: int, at: datetime) -> LotteryInfo | None:
         """The brand's open lottery for the product: one for that product first, else one for
@@ -165,8 +168,10 @@ class Catalogue:
             infos = tuple(
                 LotteryInfo(lot.id, lot.brand_id, lot.product_id, as_utc(lot.starts_at), as_utc(lot.ends_at),
                             lot.budget_cents,
-                            tuple(TierInfo(t.id, t.name, t.name_zh, t.odds, t.cap, t.value_cents)
-                                  for t in tiers if t.lottery_id == lot.id))
+                            tuple(TierInfo(t.id, t.name, t.name_zh, t.odds, t.cap, t.value_cents,
+                                           t.daily_cap)
+                                  for t in tiers if t.lottery_id == lot.id),
+                            self.brand(s, lot.brand_id).timezone)
                 for lot in lots)
             hit = (time.monotonic(), infos)
             self._lotteries[brand_id] = hit

@@ -19,8 +19,9 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.core.db.schemes import (
@@ -80,7 +81,8 @@ def pick_tier(tiers: tuple[TierInfo, ...], r: float) -> TierInfo | None:
 def draw(key: DrawKey, lottery: LotteryInfo, submission_id: str) -> Drawn:
     random_hex, r = key.value(lottery.id, submission_id)
     inputs = {"lottery_id": lottery.id, "submission_id": submission_id, "method": METHOD,
-              "tiers": [{"id": t.id, "odds": t.odds, "cap": t.cap, "value_cents": t.value_cents}
+              "tiers": [{"id": t.id, "odds": t.odds, "cap": t.cap, "value_cents": t.value_cents,
+                         **({"daily_cap": t.daily_cap} if t.daily_cap is not None else {})}
                         for t in lottery.tiers]}
     return Drawn(lottery.id, random_hex, r, pick_tier(lottery.tiers, r), inputs)
 
@@ -88,14 +90,20 @@ def draw(key: DrawKey, lottery: LotteryInfo, submission_id: str) -> Drawn:
 def claim_prize(s: Session, lottery: LotteryInfo, tier: TierInfo, submission_id: str,
                 at: datetime) -> tuple[str, WonCard | None]:
     """Take one award of ``tier`` and one of its cards for ``submission_id``, or nothing.
-    Returns (outcome, card): won | cap_reached | over_budget | no_stock. Every step is a
-    conditional UPDATE; a later step that fails gives back what the earlier ones took, inside
-    the same transaction."""
+    Returns (outcome, card): won | cap_reached | day_cap_reached | over_budget | no_stock. Every
+    step is a conditional UPDATE; a later step that fails gives back what the earlier ones took,
+    inside the same transaction. The daily cap counts the brand's local day: the tier row holds
+    the day and its count, reset by the first award of a new day."""
     tiers = PrizeTier.__table__
-    got = s.execute(update(tiers).where(tiers.c.id == tier.id, tiers.c.awarded < tiers.c.cap)
-                    .values(awarded=tiers.c.awarded + 1).returning(tiers.c.awarded)).first()
+    day = at.astimezone(_zone(lottery.timezone)).date().isoformat()
+    today = case((tiers.c.day == day, tiers.c.awarded_today), else_=0)
+    got = s.execute(update(tiers).where(tiers.c.id == tier.id, tiers.c.awarded < tiers.c.cap,
+                                        or_(tiers.c.daily_cap.is_(None), today < tiers.c.daily_cap))
+                    .values(awarded=tiers.c.awarded + 1, awarded_today=today + 1, day=day)
+                    .returning(tiers.c.awarded)).first()
     if got is None:
-        return "cap_reached", None
+        left = s.execute(select(tiers.c.awarded < tiers.c.cap).where(tiers.c.id == tier.id)).scalar()
+        return ("day_cap_reached" if left else "cap_reached"), None
     lots = Lottery.__table__
     charged = False
     if lottery.budget_cents is not None and tier.value_cents:
@@ -104,7 +112,7 @@ def claim_prize(s: Session, lottery: LotteryInfo, tier: TierInfo, submission_id:
                        .values(spent_cents=lots.c.spent_cents + tier.value_cents)
                        .returning(lots.c.id)).first()
         if ok is None:
-            s.execute(update(tiers).where(tiers.c.id == tier.id).values(awarded=tiers.c.awarded - 1))
+            _give_back(s, tier.id)
             return "over_budget", None
         charged = True
     cards = PrizeCard.__table__
@@ -115,12 +123,25 @@ def claim_prize(s: Session, lottery: LotteryInfo, tier: TierInfo, submission_id:
                     .returning(cards.c.id, cards.c.card_number, cards.c.password_enc,
                                cards.c.instructions)).first()
     if row is None:
-        s.execute(update(tiers).where(tiers.c.id == tier.id).values(awarded=tiers.c.awarded - 1))
+        _give_back(s, tier.id)
         if charged:
             s.execute(update(lots).where(lots.c.id == lottery.id)
                       .values(spent_cents=lots.c.spent_cents - tier.value_cents))
         return "no_stock", None
     return "won", WonCard(row.id, row.card_number, bytes(row.password_enc), row.instructions)
+
+
+def _give_back(s: Session, tier_id: int) -> None:
+    tiers = PrizeTier.__table__
+    s.execute(update(tiers).where(tiers.c.id == tier_id)
+              .values(awarded=tiers.c.awarded - 1, awarded_today=tiers.c.awarded_today - 1))
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 def card_of(s: Session, submission_id: str) -> WonCard | None:

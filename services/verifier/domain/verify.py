@@ -319,14 +319,25 @@ class Verifier:
                 outs.append(self._prize(s, q, brand, card, tier_id))
         return outs
 
-    def _prize(self, s: Session, q: CodeQuery, brand: BrandInfo, card: WonCard, tier_id: int | None) -> Out:
+    def prize_message(self, s: Session, submission_id: str, request_id: str) -> Out | None:
+        """The card message of a won draw again, as a new message (``request_id``), for an
+        owner's re-send; None if the submission won nothing."""
+        q = s.scalar(select(CodeQuery).where(CodeQuery.submission_id == submission_id))
+        card = card_of(s, submission_id)
+        if q is None or card is None or q.brand_id is None:
+            return None
+        tier_id = s.scalar(select(Draw.tier_id).where(Draw.submission_id == submission_id))
+        return self._prize(s, q, self.catalogue.brand(s, q.brand_id), card, tier_id, request_id)
+
+    def _prize(self, s: Session, q: CodeQuery, brand: BrandInfo, card: WonCard, tier_id: int | None,
+               request_id: str | None = None) -> Out:
         lang = q.language
         tier = self.catalogue.tier(s, tier_id) if tier_id is not None else None
         prize = tier.display(lang) if tier is not None else ("奖品" if lang == "zh" else "a prize")
         text = render("prize", lang, brand.templates, brand=brand.display(lang), prize=prize,
                       card=card.card_number, password=self.box.open(card.password_enc),
                       instructions=card.instructions)
-        return self._sms(q, f"prize-{q.submission_id}", text, "prize")
+        return self._sms(q, request_id or f"prize-{q.submission_id}", text, "prize")
 
     def _sms(self, q: CodeQuery, request_id: str, text: str, kind: str,
              category: str = "transactional") -> Out:

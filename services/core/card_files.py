@@ -1,0 +1,101 @@
+"""Prepaid-card and gift-card inventory files (CSV): card number, password, instructions.
+
+Shared by the lottery (verifier) and the gift catalogue (ledger), the console and the CLI. A
+file is read whole before anything is stored, and refused whole with every problem named by its
+line: wrong encoding, missing columns, empty fields, a card twice in the file or already in the
+inventory. Passwords stay in memory only until they are sealed (services.core.secrets)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+MAX_CARDS = 200_000
+NUMBER_MAX = 64
+PASSWORD_MAX = 200
+COLUMNS = {
+    "card_number": "card_number", "number": "card_number", "card": "card_number", "卡号": "card_number",
+    "password": "password", "pin": "password", "密码": "password", "卡密": "password",
+    "instructions": "instructions", "说明": "instructions", "使用说明": "instructions",
+}
+
+
+@dataclass(frozen=True)
+class CardRow:
+    line: int
+    card_number: str
+    password: str
+    instructions: str
+
+    def __repr__(self) -> str:  # never the password
+        return f"CardRow(line={self.line}, card_number={self.card_number!r})"
+
+
+class CardFileError(ValueError):
+    """The file is refused; ``problems`` names each line (or the file) and what is wrong."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_cards(raw: bytes, max_cards: int = MAX_CARDS) -> list[CardRow]:
+    """Rows of a UTF-8 CSV whose header names card_number and password (instructions optional;
+    the Chinese headers 卡号, 密码, 说明 too). Raises CardFileError naming every bad line."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CardFileError([f"the file is not UTF-8 text (byte {exc.start + 1}); save it as "
+                             "'CSV UTF-8' and upload it again"]) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None or not any(h.strip() for h in header):
+        raise CardFileError(["the file is empty: the first line must name the columns "
+                             "card_number,password[,instructions]"])
+    names = [COLUMNS.get(h.strip().lower(), "") for h in header]
+    missing = [c for c in ("card_number", "password") if c not in names]
+    if missing:
+        raise CardFileError([f"line 1: missing column {', '.join(missing)} (the header must name "
+                             "card_number and password; instructions is optional)"])
+    at = {n: names.index(n) for n in ("card_number", "password", "instructions") if n in names}
+    rows: list[CardRow] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for line, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        number, password, instructions = (_cell(cells, at.get(n))
+                                          for n in ("card_number", "password", "instructions"))
+        if not number:
+            problems.append(f"line {line}: the card number is empty")
+        elif len(number) > NUMBER_MAX:
+            problems.append(f"line {line}: the card number is longer than {NUMBER_MAX} characters")
+        if not password:
+            problems.append(f"line {line}: the password is empty")
+        elif len(password) > PASSWORD_MAX:
+            problems.append(f"line {line}: the password is longer than {PASSWORD_MAX} characters")
+        if number and number in seen:
+            problems.append(f"line {line}: card {number} is already on line {seen[number]}")
+        elif number:
+            seen[number] = line
+        rows.append(CardRow(line, number, password, instructions))
+        if len(rows) > max_cards:
+            raise CardFileError([f"the file has more than {max_cards} cards; split it"])
+    if problems:
+        raise CardFileError(problems)
+    if not rows:
+        raise CardFileError(["the file has a header but no cards"])
+    return rows
+
+
+def _cell(cells: list[str], i: int | None) -> str:
+    return cells[i].strip() if i is not None and i < len(cells) else ""
+
+
+def already_stored(rows: list[CardRow], stored: set[str]) -> None:
+    """Refuse the file if any of its cards is already in the inventory it goes to."""
+    problems = [f"line {r.line}: card {r.card_number} is already in the inventory"
+                for r in rows if r.card_number in stored]
+    if problems:
+        raise CardFileError(problems)
