@@ -24,6 +24,7 @@ from .views import campaigns as campaign_views
 from .views import contacts as contacts_views
 from .views import content as content_views
 from .views import inbox as inbox_views
+from .views import keywords as keyword_views
 from .views import messages as message_views
 from .views import send as send_views
 from .web import CONSOLE_KEY, HERE, Console, error_pages, session_middleware
@@ -34,6 +35,7 @@ log = logging.getLogger("herald.console")
 PAGE_ROUTES = [auth.routes, dashboard.routes, audit_views.routes, integrations.routes, team.routes,
                operator.routes]
 PAGE_ROUTES += [send_views.routes, message_views.routes, inbox_views.routes]
+PAGE_ROUTES += [keyword_views.routes]
 PAGE_ROUTES += [content_views.routes, campaign_views.routes]  # content's paths before /campaigns/{id}
 PAGE_ROUTES += [contacts_views.routes]
 
