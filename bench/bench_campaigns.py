@@ -4,7 +4,7 @@
 
 Starts (or reuses) a Kafka broker on HERALD_BENCH_KAFKA_PORT (19192), a fresh SQLite database
 (or HERALD_BENCH_DATABASE_URL), the carrier simulator, ingress, router, egress and campaigns as
-separate processes; imports the contacts through the campaigns API as one CSV; creates one
+separate processes; imports the contacts through the console's admin API as one CSV; creates one
 notification campaign to all of them and measures:
 
 - import: the CSV upload and its import;
@@ -95,7 +95,9 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
         camp = stack.start("services.campaigns", HERALD_CAMPAIGNS_CHUNK_SIZE=str(chunk),
                            HERALD_LOG_LEVEL="warn")
         pid = camp.popen.pid
-        api = httpx.Client(base_url=camp.url, timeout=600, headers={"Authorization": f"Bearer {key}"})
+        # The admin API is the console's (the platform's, or one of its own without egress).
+        console = plat.console if plat else stack.start("services.console", HERALD_LOG_LEVEL="warn")
+        api = httpx.Client(base_url=console.url, timeout=600, headers={"Authorization": f"Bearer {key}"})
         sim = httpx.Client(base_url=plat.sim.url, timeout=30) if plat else None
         rss_idle_kb = proc_status_kb(pid, "VmRSS")
 

@@ -40,8 +40,7 @@ CATCH_ALL = ("", "campaigns", {"pattern": ".*", "priority": 1000})
 class Tenant:
     def __init__(self, env: Env, tenant_id: str, number: str, key: str) -> None:
         self.env, self.id, self.number, self.key = env, tenant_id, number, key
-        self.api = httpx.Client(base_url=env.campaigns.url, timeout=20,
-                                headers={"Authorization": f"Bearer {key}"})
+        self.api = env.platform.admin(key)
         self._mo = 0
 
     def mo(self, sender: str, text: str, to: str | None = None) -> None:
@@ -172,7 +171,7 @@ def test_a_scheduled_campaign_waits_for_its_time_and_can_be_paused_resumed_and_c
     assert t.api.post(f"/v1/campaigns/{never}/resume").status_code == 409
     assert t.api.post(f"/v1/campaigns/{never}/explode").status_code == 404
     assert t.api.get("/v1/campaigns/nope/report").status_code == 404
-    assert httpx.get(f"{env.campaigns.url}/v1/campaigns", timeout=5).status_code == 401
+    assert httpx.get(f"{env.platform.console.url}/v1/campaigns", timeout=5).status_code == 401
 
 
 # -- promotion ------------------------------------------------------------------------------------

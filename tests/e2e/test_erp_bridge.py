@@ -241,10 +241,11 @@ def test_a_webhook_gets_signed_deliveries_in_order_per_number_and_a_retry_after_
     assert all(r["headers"]["X-Herald-Event"] == r["event"]["event_type"] for r in reqs)
 
 
-def test_a_tenant_sees_its_webhook_deliveries_through_the_bridge_api(bridge_platform):
+def test_a_tenant_sees_the_bridges_webhook_deliveries_through_the_console_api(bridge_platform):
     """Failing for a day and replaying are shown in tests/integration/test_bridge_webhook_delivery.py;
-    here the API of the running bridge: its own deliveries only, with its API key."""
-    url = f"{bridge_platform.bridge.url}/v1/webhooks"
+    here the console's webhook API over what the running bridge delivered: its own deliveries
+    only, with its API key."""
+    url = f"{bridge_platform.console.url}/v1/webhooks"
     assert httpx.get(f"{url}/deliveries", timeout=5).status_code == 401
     bad = {"Authorization": "Bearer hk_0000000000_" + "x" * 40}
     assert httpx.get(f"{url}/deliveries", headers=bad, timeout=5).status_code == 401

@@ -1,5 +1,5 @@
-"""The messaging path as processes: carrier simulator, ingress, router and egress on one
-stack, with a carriers file pointing at the simulator."""
+"""The messaging path as processes: carrier simulator, ingress, router, egress and the console
+(the /v1 admin API) on one stack, with a carriers file pointing at the simulator."""
 
 from __future__ import annotations
 
@@ -23,10 +23,16 @@ class Platform:
     ingress: Proc
     router: Proc
     egress: Proc
+    console: Proc
 
     @property
     def processors(self) -> list[Proc]:
-        return [self.ingress, self.router, self.egress]
+        return [self.ingress, self.router, self.egress, self.console]
+
+    def admin(self, key: str, timeout: float = 20) -> httpx.Client:
+        """A client of the console's /v1 admin API with a tenant's key."""
+        return httpx.Client(base_url=self.console.url, timeout=timeout,
+                            headers={"Authorization": f"Bearer {key}"})
 
     def control(self, **settings) -> None:
         r = httpx.post(f"{self.sim.url}/control", json=settings, timeout=5)
@@ -76,4 +82,5 @@ def start_platform(stack: Stack, tmp: Path, *, egress_workers: int = 1, **env: s
     egress = stack.start("services.egress", **common)
     for _ in range(egress_workers - 1):
         stack.start("services.egress", **common)
-    return Platform(stack, sim, ingress, router, egress)
+    console = stack.start("services.console", **common)
+    return Platform(stack, sim, ingress, router, egress, console)
