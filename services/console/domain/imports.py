@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.campaigns.domain import contacts
@@ -143,12 +143,17 @@ def execute(db: Database, job_id: str, upload: IO[bytes], *, tenant_id: str,
 def get(s: Session, tenant_id: str, job_id: str) -> ContactImportJob | None:
     """The tenant's job (None for another tenant's). A job left running by a process that is
     gone is settled as failed here."""
+    # Whether this process runs it is looked at before the row is read: a job commits its
+    # outcome before it leaves _running, so a row read after seeing it gone is final.
+    live = job_id in _running
     job = s.scalar(select(ContactImportJob).where(ContactImportJob.id == job_id,
                                                   ContactImportJob.tenant_id == tenant_id))
-    if job is not None and job.status in ("queued", "running") and job_id not in _running:
-        job.status, job.error, job.written = "failed", INTERRUPTED, False
-        job.finished_at = datetime.now(UTC)
-        s.flush()
+    if job is not None and job.status in ("queued", "running") and not live:
+        s.execute(update(ContactImportJob).where(
+            ContactImportJob.id == job_id, ContactImportJob.status.in_(("queued", "running")))
+            .values(status="failed", error=INTERRUPTED, written=False,
+                    finished_at=datetime.now(UTC)))
+        s.refresh(job)
     return job
 
 
