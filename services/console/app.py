@@ -18,9 +18,12 @@ from services.core.settings import Settings, get_settings
 from services.core.webservice import add_health_routes, serve
 
 from . import api
+from .views import analytics as analytics_views
 from .views import audit as audit_views
 from .views import auth, dashboard, integrations, operator, team
+from .views import brands as brand_views
 from .views import campaigns as campaign_views
+from .views import codes as code_views
 from .views import contacts as contacts_views
 from .views import content as content_views
 from .views import inbox as inbox_views
@@ -38,6 +41,7 @@ PAGE_ROUTES += [send_views.routes, message_views.routes, inbox_views.routes]
 PAGE_ROUTES += [keyword_views.routes]
 PAGE_ROUTES += [content_views.routes, campaign_views.routes]  # content's paths before /campaigns/{id}
 PAGE_ROUTES += [contacts_views.routes]
+PAGE_ROUTES += [code_views.routes, analytics_views.routes, brand_views.routes]  # before /brands/{slug}
 
 
 def build_app(console: Console) -> web.Application:

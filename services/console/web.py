@@ -283,6 +283,7 @@ def _nav(p: Principal | None) -> list[tuple[str, str]]:
         ("/campaigns", i18n.gettext("Campaigns")),
         ("/keywords", i18n.gettext("Keywords and numbers")),
         ("/integrations", i18n.gettext("Integrations")),
+        ("/brands", i18n.gettext("Brands")),
         ("/team", i18n.gettext("Team")),
         ("/audit", i18n.gettext("Audit log")),
     ]

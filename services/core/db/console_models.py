@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, utcnow
@@ -85,3 +85,42 @@ class ContactImportJob(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# -- code batches made from the console (issue 12, brand manager pages) ------------------------
+
+class ConsoleCodeBatch(Base):
+    """The console's side of a code batch: the generation job and its progress (codes stored so
+    far, committed chunk by chunk), whether its printable file was downloaded (once, by whom),
+    and its revocation. Batches made by the CLI get a row when they are revoked."""
+
+    __tablename__ = "console_code_batches"
+    __table_args__ = (Index("ix_console_code_batches_tenant", "tenant_id", "batch_id"),)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("code_batches.id", ondelete="CASCADE"),
+                                          primary_key=True, autoincrement=False)
+    tenant_id: Mapped[str] = mapped_column(String(63))
+    actor: Mapped[str] = mapped_column(String(254))
+    requested: Mapped[int] = mapped_column(Integer, default=0)
+    generated: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    file_kind: Mapped[str | None] = mapped_column(String(8), nullable=True)  # csv | zip | None
+    downloaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    downloaded_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(254), nullable=True)
+    stats_at_revoke: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ConsoleCodeFilePart(Base):
+    """A chunk of a batch's printable file (CSV rows, compressed and sealed with Fernet), stored
+    in the same transaction as the chunk's code hashes and deleted when the file is downloaded."""
+
+    __tablename__ = "console_code_file_parts"
+    batch_id: Mapped[int] = mapped_column(ForeignKey("console_code_batches.batch_id", ondelete="CASCADE"),
+                                          primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rows: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
