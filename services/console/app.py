@@ -28,6 +28,7 @@ from .views import contacts as contacts_views
 from .views import content as content_views
 from .views import inbox as inbox_views
 from .views import keywords as keyword_views
+from .views import lottery as lottery_views
 from .views import messages as message_views
 from .views import send as send_views
 from .web import CONSOLE_KEY, HERE, Console, error_pages, session_middleware
@@ -42,6 +43,7 @@ PAGE_ROUTES += [keyword_views.routes]
 PAGE_ROUTES += [content_views.routes, campaign_views.routes]  # content's paths before /campaigns/{id}
 PAGE_ROUTES += [contacts_views.routes]
 PAGE_ROUTES += [code_views.routes, analytics_views.routes, brand_views.routes]  # before /brands/{slug}
+PAGE_ROUTES += [lottery_views.routes]  # issue 12 pages 4-6: lottery, points, club
 
 
 def build_app(console: Console) -> web.Application:

@@ -284,6 +284,9 @@ def _nav(p: Principal | None) -> list[tuple[str, str]]:
         ("/keywords", i18n.gettext("Keywords and numbers")),
         ("/integrations", i18n.gettext("Integrations")),
         ("/brands", i18n.gettext("Brands")),
+        ("/lottery", i18n.gettext("Lottery")),
+        ("/points", i18n.gettext("Points and gifts")),
+        ("/club", i18n.gettext("Member club")),
         ("/team", i18n.gettext("Team")),
         ("/audit", i18n.gettext("Audit log")),
     ]

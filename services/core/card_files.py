@@ -33,11 +33,13 @@ class CardRow:
 
 
 class CardFileError(ValueError):
-    """The file is refused; ``problems`` names each line (or the file) and what is wrong."""
+    """The file is refused; ``problems`` names each line (or the file) and what is wrong.
+    ``items`` holds each as a %-template and its values, so a UI can translate it."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
+    def __init__(self, items: list[tuple[str, dict]]) -> None:
+        self.items = items
+        self.problems = [text % values for text, values in items]
+        super().__init__("; ".join(self.problems))
 
 
 def parse_cards(raw: bytes, max_cards: int = MAX_CARDS) -> list[CardRow]:
@@ -46,21 +48,21 @@ def parse_cards(raw: bytes, max_cards: int = MAX_CARDS) -> list[CardRow]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise CardFileError([f"the file is not UTF-8 text (byte {exc.start + 1}); save it as "
-                             "'CSV UTF-8' and upload it again"]) from None
+        raise CardFileError([("The file is not UTF-8 text (byte %(byte)d). Save it as 'CSV UTF-8' "
+                              "and upload it again.", {"byte": exc.start + 1})]) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if header is None or not any(h.strip() for h in header):
-        raise CardFileError(["the file is empty: the first line must name the columns "
-                             "card_number,password[,instructions]"])
+        raise CardFileError([("The file is empty: its first line must name the columns "
+                              "card_number,password[,instructions].", {})])
     names = [COLUMNS.get(h.strip().lower(), "") for h in header]
     missing = [c for c in ("card_number", "password") if c not in names]
     if missing:
-        raise CardFileError([f"line 1: missing column {', '.join(missing)} (the header must name "
-                             "card_number and password; instructions is optional)"])
+        raise CardFileError([("Line 1: missing column %(columns)s (the header must name card_number "
+                              "and password; instructions is optional).", {"columns": ", ".join(missing)})])
     at = {n: names.index(n) for n in ("card_number", "password", "instructions") if n in names}
     rows: list[CardRow] = []
-    problems: list[str] = []
+    problems: list[tuple[str, dict]] = []
     seen: dict[str, int] = {}
     for line, cells in enumerate(reader, start=2):
         if not any(c.strip() for c in cells):
@@ -68,24 +70,27 @@ def parse_cards(raw: bytes, max_cards: int = MAX_CARDS) -> list[CardRow]:
         number, password, instructions = (_cell(cells, at.get(n))
                                           for n in ("card_number", "password", "instructions"))
         if not number:
-            problems.append(f"line {line}: the card number is empty")
+            problems.append(("Line %(line)d: the card number is empty.", {"line": line}))
         elif len(number) > NUMBER_MAX:
-            problems.append(f"line {line}: the card number is longer than {NUMBER_MAX} characters")
+            problems.append(("Line %(line)d: the card number is longer than %(max)d characters.",
+                             {"line": line, "max": NUMBER_MAX}))
         if not password:
-            problems.append(f"line {line}: the password is empty")
+            problems.append(("Line %(line)d: the password is empty.", {"line": line}))
         elif len(password) > PASSWORD_MAX:
-            problems.append(f"line {line}: the password is longer than {PASSWORD_MAX} characters")
+            problems.append(("Line %(line)d: the password is longer than %(max)d characters.",
+                             {"line": line, "max": PASSWORD_MAX}))
         if number and number in seen:
-            problems.append(f"line {line}: card {number} is already on line {seen[number]}")
+            problems.append(("Line %(line)d: card %(card)s is already on line %(first)d.",
+                             {"line": line, "card": number, "first": seen[number]}))
         elif number:
             seen[number] = line
         rows.append(CardRow(line, number, password, instructions))
         if len(rows) > max_cards:
-            raise CardFileError([f"the file has more than {max_cards} cards; split it"])
+            raise CardFileError([("The file has more than %(max)d cards; split it.", {"max": max_cards})])
     if problems:
         raise CardFileError(problems)
     if not rows:
-        raise CardFileError(["the file has a header but no cards"])
+        raise CardFileError([("The file has a header but no cards.", {})])
     return rows
 
 
@@ -95,7 +100,7 @@ def _cell(cells: list[str], i: int | None) -> str:
 
 def already_stored(rows: list[CardRow], stored: set[str]) -> None:
     """Refuse the file if any of its cards is already in the inventory it goes to."""
-    problems = [f"line {r.line}: card {r.card_number} is already in the inventory"
-                for r in rows if r.card_number in stored]
+    problems = [("Line %(line)d: card %(card)s is already in the inventory.",
+                 {"line": r.line, "card": r.card_number}) for r in rows if r.card_number in stored]
     if problems:
         raise CardFileError(problems)

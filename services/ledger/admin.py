@@ -24,10 +24,15 @@ LANGS = ("en", "zh")
 
 
 class FieldError(ValueError):
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message)
+    """A value refused, with the form field it came from; ``template`` % ``values`` is the
+    message (kept apart so that the console can translate it)."""
+
+    def __init__(self, field_name: str, template: str, **values: object) -> None:
         self.field = field_name
-        self.message = message
+        self.template = template
+        self.values = values
+        self.message = template % values if values else template
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,12 @@ class ThresholdIn:
 
 def _check_message(text: str, field_name: str) -> None:
     if len(text) > MESSAGE_MAX:
-        raise FieldError(field_name, f"a message is at most {MESSAGE_MAX} characters")
+        raise FieldError(field_name, "A message is at most %(max)d characters.", max=MESSAGE_MAX)
     try:
         text.format(balance=0, menu="", threshold=0)
     except (KeyError, IndexError, ValueError):
-        raise FieldError(field_name, "a message may use only {balance}, {threshold} and {menu} "
-                                     "in braces") from None
+        raise FieldError(field_name, "A message may use only {balance}, {threshold} and {menu} "
+                                     "in braces.") from None
 
 
 def thresholds(s: Session, tenant_id: str) -> list[ThresholdIn]:
@@ -62,10 +67,10 @@ def set_thresholds(s: Session, tenant_id: str, items: list[ThresholdIn]) -> tupl
     last = 0
     for i, t in enumerate(items):
         if t.points <= 0:
-            raise FieldError(f"thresholds-{i}-points", "a threshold is a number of points above 0")
+            raise FieldError(f"thresholds-{i}-points", "A threshold is a number of points above 0.")
         if t.points <= last:
-            raise FieldError(f"thresholds-{i}-points", f"thresholds go up in order: {t.points} comes "
-                                                       f"after {last}")
+            raise FieldError(f"thresholds-{i}-points", "Thresholds go up in order: %(points)d comes after "
+                                                       "%(last)d.", points=t.points, last=last)
         last = t.points
         _check_message(t.message_en, f"thresholds-{i}-message_en")
         _check_message(t.message_zh, f"thresholds-{i}-message_zh")
@@ -90,13 +95,13 @@ def set_thresholds(s: Session, tenant_id: str, items: list[ThresholdIn]) -> tupl
 def add_gift(s: Session, tenant_id: str, number: int, name: str, cost: int,
              name_zh: str | None = None) -> Gift:
     if not 1 <= number <= 999:
-        raise FieldError("number", "a gift's number (what members text: GIFT <number>) is 1 to 999")
+        raise FieldError("number", "A gift's number (what members text: GIFT <number>) is 1 to 999.")
     if not name.strip() or len(name) > 200:
-        raise FieldError("name", "a gift needs a name of 1 to 200 characters")
+        raise FieldError("name", "A gift needs a name of 1 to 200 characters.")
     if cost < 1:
-        raise FieldError("cost", "a gift costs at least 1 point")
+        raise FieldError("cost", "A gift costs at least 1 point.")
     if s.scalar(select(Gift.id).where(Gift.tenant_id == tenant_id, Gift.number == number)) is not None:
-        raise FieldError("number", f"gift {number} exists already; choose another number")
+        raise FieldError("number", "Gift %(number)d exists already; choose another number.", number=number)
     gift = Gift(tenant_id=tenant_id, number=number, name=name.strip(),
                 name_zh=(name_zh or "").strip() or None, cost=cost, active=True)
     s.add(gift)

@@ -31,12 +31,15 @@ ODDS_SLACK = 1e-9
 
 
 class FieldError(ValueError):
-    """A value refused, with the form field it came from."""
+    """A value refused, with the form field it came from; ``template`` % ``values`` is the
+    message (kept apart so that the console can translate it)."""
 
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field_name: str, template: str, **values: object) -> None:
         self.field = field_name
-        self.message = message
+        self.template = template
+        self.values = values
+        self.message = template % values if values else template
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
@@ -51,22 +54,22 @@ class TierIn:
 
 def check_tier(t: TierIn, prefix: str = "") -> None:
     if not t.name.strip() or len(t.name) > 200:
-        raise FieldError(f"{prefix}name", "a prize tier needs a name of 1 to 200 characters")
+        raise FieldError(f"{prefix}name", "A prize tier needs a name of 1 to 200 characters.")
     if not (0 < t.odds <= 1) or math.isnan(t.odds):
-        raise FieldError(f"{prefix}odds", "odds are a probability above 0 and at most 1 (0.01 is 1 in 100)")
+        raise FieldError(f"{prefix}odds", "Odds are a probability above 0 and at most 1 (0.01 is 1 in 100).")
     if t.cap < 0:
-        raise FieldError(f"{prefix}cap", "the total cap cannot be negative")
+        raise FieldError(f"{prefix}cap", "The total cap cannot be negative.")
     if t.daily_cap is not None and not 0 <= t.daily_cap <= t.cap:
-        raise FieldError(f"{prefix}daily_cap", "the daily cap is between 0 and the total cap")
+        raise FieldError(f"{prefix}daily_cap", "The daily cap is between 0 and the total cap.")
     if t.value_cents < 0:
-        raise FieldError(f"{prefix}value_cents", "a prize's value cannot be negative")
+        raise FieldError(f"{prefix}value_cents", "A prize's value cannot be negative.")
 
 
 def check_odds_total(odds: list[float], field_name: str) -> None:
     total = sum(odds)
     if total > 1 + ODDS_SLACK:
-        raise FieldError(field_name, f"the tiers' odds add up to {total:g}, more than 1: a draw can "
-                                     "fall in one tier at most, so lower some odds")
+        raise FieldError(field_name, "The tiers' odds add up to %(total)s, more than 1: a draw can fall "
+                                     "in one tier at most, so lower some odds.", total=f"{total:g}")
 
 
 def _lottery(s: Session, tenant_id: str, lottery_id: int) -> Lottery:
@@ -93,20 +96,20 @@ def create_lottery(s: Session, tenant_id: str, brand_id: int, name: str, tiers: 
                    product_id: int | None = None, budget_cents: int | None = None,
                    starts_at: datetime | None = None, ends_at: datetime | None = None) -> Lottery:
     if not name.strip() or len(name) > 200:
-        raise FieldError("name", "a lottery needs a name of 1 to 200 characters")
+        raise FieldError("name", "A lottery needs a name of 1 to 200 characters.")
     brand = s.get(Brand, brand_id)
     if brand is None or brand.tenant_id != tenant_id:
-        raise FieldError("brand", "choose one of your brands")
+        raise FieldError("brand", "Choose one of your brands.")
     if product_id is not None:
         product = s.get(Product, product_id)
         if product is None or product.tenant_id != tenant_id or product.brand_id != brand_id:
-            raise FieldError("product", "choose a product of the lottery's brand, or every product")
+            raise FieldError("product", "Choose a product of the lottery's brand, or every product.")
     if budget_cents is not None and budget_cents < 0:
-        raise FieldError("budget_cents", "a budget cannot be negative")
+        raise FieldError("budget_cents", "A budget cannot be negative.")
     if starts_at and ends_at and ends_at <= starts_at:
-        raise FieldError("ends_at", "the lottery must end after it starts")
+        raise FieldError("ends_at", "The lottery must end after it starts.")
     if not tiers:
-        raise FieldError("tiers-0-name", "a lottery needs at least one prize tier")
+        raise FieldError("tiers-0-name", "A lottery needs at least one prize tier.")
     for i, t in enumerate(tiers):
         check_tier(t, f"tiers-{i}-")
     check_odds_total([t.odds for t in tiers], f"tiers-{len(tiers) - 1}-odds")
@@ -139,8 +142,8 @@ def update_tier(s: Session, tenant_id: str, tier_id: int, t: TierIn) -> tuple[di
     tier, lot = _tier(s, tenant_id, tier_id)
     check_tier(t)
     if t.cap < tier.awarded:
-        raise FieldError("cap", f"{tier.awarded} prizes of this tier are already awarded; the cap "
-                                "cannot be lower")
+        raise FieldError("cap", "%(awarded)d prizes of this tier are already awarded; the cap "
+                                "cannot be lower.", awarded=tier.awarded)
     others = list(s.scalars(select(PrizeTier.odds).where(PrizeTier.lottery_id == lot.id,
                                                          PrizeTier.id != tier.id)))
     check_odds_total(others + [t.odds], "odds")
@@ -287,3 +290,10 @@ def resend_prize(s: Session, verifier: Verifier, tenant_id: str, draw_id: int) -
     if out is None:
         raise LookupError(f"draw {draw_id} has no card")
     return out, d
+
+
+def brands_and_products(s: Session, tenant_id: str) -> list[tuple[Brand, list[Product]]]:
+    """The tenant's brands, each with its products, for the lottery form's choices."""
+    brands = list(s.scalars(select(Brand).where(Brand.tenant_id == tenant_id).order_by(Brand.name)))
+    products = list(s.scalars(select(Product).where(Product.tenant_id == tenant_id).order_by(Product.name)))
+    return [(b, [p for p in products if p.brand_id == b.id]) for b in brands]
