@@ -337,7 +337,7 @@ async def add_list_members(request: web.Request) -> web.StreamResponse:
         if lst is None:
             return None
         try:
-            n = contacts.add_numbers(s, tenant, lst, re.split(r"[\s,，;；]+", numbers))
+            n = contacts.add_numbers(s, tenant, lst, re.split(r"[,，;；\n]+|\s+(?=\+)", numbers))
         except ContactFieldError as exc:
             s.rollback()
             return exc
