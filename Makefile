@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install kafka-fetch kafka-up kafka-down topics migrate run test test-unit \
-        test-integration test-e2e test-browser browser bench bench-quick bench-profile lint settings clean
+        test-integration test-e2e test-browser browser bench bench-console bench-quick bench-profile lint settings clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -56,6 +56,10 @@ test-browser: install browser ## The console driven in headless Chromium against
 
 bench: install ## Full benchmark suite; writes bench/results/
 	$(BIN)/python -m bench.run --mode full
+	$(BIN)/python -m bench.bench_console
+
+bench-console: install ## Console list pages over 100,000 contacts and 1,000,000 messages
+	$(BIN)/python -m bench.bench_console
 
 bench-quick: install ## Benchmarks in under two minutes
 	$(BIN)/python -m bench.run --mode quick
