@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install kafka-fetch kafka-up kafka-down topics migrate run test test-unit \
+.PHONY: help install kafka-fetch kafka-up kafka-down cluster-up cluster-down topics migrate run test test-unit \
         test-integration test-e2e test-browser browser bench bench-console bench-quick bench-profile lint settings clean
 
 help:
@@ -27,7 +27,13 @@ kafka-up: kafka-fetch ## Start the local Kafka broker (KRaft) on 127.0.0.1:9092
 kafka-down: ## Stop the local Kafka broker
 	deploy/kafka/kafka.sh stop
 
-topics: $(STAMP) ## Create the topic catalogue on the broker (idempotent)
+cluster-up: kafka-fetch ## Start the three-node KRaft cluster on 127.0.0.1:19301-19303 (see docs/deploy.md)
+	deploy/kafka/cluster.sh start
+
+cluster-down: ## Stop the three-node cluster
+	deploy/kafka/cluster.sh stop
+
+topics: $(STAMP) ## Create the topic catalogue (idempotent), name drift and set configs back
 	$(BIN)/python -m services.core.topics
 
 migrate: $(STAMP) ## Migrate the database to head

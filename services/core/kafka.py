@@ -12,18 +12,22 @@ from confluent_kafka import KafkaException, Producer
 from .schemas import encode, schema_for_topic
 from .settings import Settings
 
+PRODUCER_GUARANTEES = {"acks": "all", "enable.idempotence": True}
+
 
 class AsyncProducer:
     def __init__(self, settings: Settings, **config: Any) -> None:
         self.settings = settings
         conf = {
             **settings.kafka_config(),
-            "enable.idempotence": True,  # acks=all, no duplicates from internal retries
             "linger.ms": 2,
             "compression.type": "lz4",
             "message.timeout.ms": 15000,
         }
         conf.update(config)
+        # Not overridable: a write counts once min.insync.replicas copies have it (acks=all), and
+        # librdkafka's retries after a lost ack (a broker dying mid-request) are not written twice.
+        conf.update(PRODUCER_GUARANTEES)
         self._producer = Producer(conf)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)

@@ -16,7 +16,7 @@ import re
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,8 +130,19 @@ class _Consumer(faust_aiokafka.Consumer):
         return QuietPartitionsConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer with acks=all and idempotence always on (Faust turns idempotence
+    on only inside transactions; aiokafka's own default is acks=1, which ignores
+    min.insync.replicas): a write counts once a quorum of replicas has it, and a retry after a
+    lost ack is not written twice."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
+    Producer = IdempotentProducer
 
 
 class HeraldApp(faust.App):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     kafka_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged)")
     topic_partitions: int = Field(3, ge=1, description="Partitions of each pipeline topic when created")
     topic_prefix: str = Field("", description="Prefix for every topic name (lets test runs share a broker)")
+    topic_replication: int = Field(
+        1, ge=1, description="Replicas of each topic (1 on one broker, 3 on a cluster)")
+    topic_min_isr: int = Field(
+        1, ge=1, description="min.insync.replicas of each topic (2 on a cluster): copies a write needs")
     database_url: str = Field(
         "sqlite:///.run/herald.db",
         description="SQLAlchemy URL of the system-of-record database (PostgreSQL in production)",
@@ -96,6 +100,13 @@ class Settings(BaseSettings):
         if v not in {"debug", "info", "warn", "error", "crit"}:
             raise ValueError("log_level must be one of debug, info, warn, error, crit")
         return v
+
+    @model_validator(mode="after")
+    def _isr_within_replication(self) -> Settings:
+        if self.topic_min_isr > self.topic_replication:
+            raise ValueError(f"topic_min_isr ({self.topic_min_isr}) cannot exceed topic_replication "
+                             f"({self.topic_replication}): no write could ever succeed")
+        return self
 
     @property
     def kafka_sasl(self) -> bool:

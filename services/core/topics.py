@@ -1,15 +1,28 @@
 """The topic catalogue: every topic Herald uses, declared once, created idempotently.
 
-``python -m services.core.topics`` (``make topics``) applies it to the broker in the settings.
+``python -m services.core.topics`` (``make topics``) applies it to the broker in the settings:
+it creates what is missing, grows partitions, names every topic whose replication or config
+differs from the catalogue (drift) and sets the configs back; nothing is deleted. Replication
+and ``min.insync.replicas`` come from the settings (``HERALD_TOPIC_REPLICATION``,
+``HERALD_TOPIC_MIN_ISR``): 1 and 1 on one broker, 3 and 2 on a cluster.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 
 from .settings import Settings, get_settings
 
@@ -29,10 +42,12 @@ class TopicSpec:
     dlq: bool = True
     configs: dict[str, str] = field(default_factory=dict)
 
-    def broker_configs(self) -> dict[str, str]:
+    def broker_configs(self, settings: Settings | None = None) -> dict[str, str]:
         cfg = {"retention.ms": str(self.retention_ms)}
         if self.compacted:
             cfg = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+        if settings is not None:
+            cfg["min.insync.replicas"] = str(settings.topic_min_isr)
         cfg.update(self.configs)
         return cfg
 
@@ -122,8 +137,9 @@ def ensure_topics(settings: Settings | None = None, extra: tuple[TopicSpec, ...]
         name = settings.topic(spec.name)
         parts = spec.partitions or settings.topic_partitions
         if name not in existing:
-            new.append(NewTopic(name, num_partitions=parts, replication_factor=1,
-                                config=spec.broker_configs()))
+            new.append(NewTopic(name, num_partitions=parts,
+                                replication_factor=settings.topic_replication,
+                                config=spec.broker_configs(settings)))
         elif len(existing[name].partitions) < parts:
             grow.append(NewPartitions(name, parts))
     created = []
@@ -140,6 +156,76 @@ def ensure_topics(settings: Settings | None = None, extra: tuple[TopicSpec, ...]
               for spec in all_specs(extra)}
     wait_for_topics(settings.kafka_config(), wanted, timeout, admin=admin)
     return created
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One way a topic on the broker differs from the catalogue."""
+
+    topic: str
+    what: str  # "replication" or a config name
+    want: str
+    have: str
+    fixed: bool = False
+
+    def __str__(self) -> str:
+        state = "fixed" if self.fixed else "NOT fixed"
+        hint = ("; raising replication moves data: reassign its partitions with Kafka's "
+                "kafka-reassign-partitions tool") if self.what == "replication" and not self.fixed else ""
+        return f"{self.topic}: {self.what} is {self.have}, catalogue says {self.want} ({state}{hint})"
+
+
+def find_drift(settings: Settings | None = None, extra: tuple[TopicSpec, ...] = (),
+               admin: AdminClient | None = None, timeout: float = 30.0) -> list[Drift]:
+    """Every existing catalogue topic whose replication factor or broker configs differ from the
+    catalogue under these settings (topics that do not exist are not drift: ensure_topics makes
+    them)."""
+    settings = settings or get_settings()
+    admin = admin or AdminClient(settings.kafka_config())
+    topics = admin.list_topics(timeout=timeout).topics
+    specs = {settings.topic(spec.name): spec for spec in all_specs(extra)}
+    present = {name: spec for name, spec in specs.items() if name in topics}
+    drift: list[Drift] = []
+    for name in sorted(present):
+        replicas = {len(p.replicas) for p in topics[name].partitions.values()}
+        if replicas and replicas != {settings.topic_replication}:
+            drift.append(Drift(name, "replication", str(settings.topic_replication),
+                               "/".join(str(r) for r in sorted(replicas))))
+    if not present:
+        return drift
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in sorted(present)]
+    for res, fut in admin.describe_configs(resources, request_timeout=timeout).items():
+        have = {k: v.value for k, v in fut.result().items()}
+        for key, want in present[res.name].broker_configs(settings).items():
+            if have.get(key) != want:
+                drift.append(Drift(res.name, key, want, str(have.get(key))))
+    return drift
+
+
+def fix_drift(drift: list[Drift], settings: Settings | None = None,
+              admin: AdminClient | None = None, timeout: float = 30.0) -> list[Drift]:
+    """Set drifted configs back to the catalogue's values (incrementally: other configs on the
+    topic stay). Replication is reported, not changed: raising it copies every partition to new
+    brokers, a reassignment an operator starts deliberately; until then the topic's
+    min.insync.replicas is left too. Returns the drift, ``fixed`` set."""
+    settings = settings or get_settings()
+    admin = admin or AdminClient(settings.kafka_config())
+    short = {d.topic for d in drift if d.what == "replication"}
+    by_topic: dict[str, list[Drift]] = {}
+    for d in drift:
+        # A min.insync.replicas above a topic's replication would refuse every write to it.
+        if d.what == "replication" or (d.what == "min.insync.replicas" and d.topic in short):
+            continue
+        by_topic.setdefault(d.topic, []).append(d)
+    fixed: set[tuple[str, str]] = set()
+    if by_topic:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+            ConfigEntry(d.what, d.want, incremental_operation=AlterConfigOpType.SET) for d in ds])
+            for topic, ds in by_topic.items()]
+        for res, fut in admin.incremental_alter_configs(resources, request_timeout=timeout).items():
+            fut.result()
+            fixed.update((res.name, d.what) for d in by_topic[res.name])
+    return [Drift(d.topic, d.what, d.want, d.have, (d.topic, d.what) in fixed) for d in drift]
 
 
 def wait_for_topics(kafka: str | dict, wanted: dict[str, int] | list[str], timeout: float = 30.0,
@@ -175,8 +261,29 @@ def wait_for_topics(kafka: str | dict, wanted: dict[str, int] | list[str], timeo
         time.sleep(0.1)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """Create what is missing, grow partitions, name drift and set configs back. Exit 1 when
+    drift remains that only an operator can fix (replication), or with ``--check`` when there is
+    any drift at all (nothing is changed then)."""
+    ap = argparse.ArgumentParser(prog="python -m services.core.topics", description=main.__doc__)
+    ap.add_argument("--check", action="store_true", help="report drift only; change nothing")
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    made = ensure_topics()
     s = get_settings()
-    print(f"topics: {len(all_specs())} in catalogue, {len(made)} created on {s.kafka_bootstrap}")
+    admin = AdminClient(s.kafka_config())
+    made: list[str] = []
+    if args.check:
+        drift = find_drift(s, admin=admin)
+    else:
+        made = ensure_topics(s)
+        drift = fix_drift(find_drift(s, admin=admin), s, admin=admin)
+    for d in drift:
+        print(f"drift: {d}")
+    print(f"topics: {len(all_specs())} in catalogue, {len(made)} created, {len(drift)} drifted "
+          f"(replication {s.topic_replication}, min.insync.replicas {s.topic_min_isr}) "
+          f"on {s.kafka_bootstrap}")
+    return 1 if any(not d.fixed for d in drift) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
