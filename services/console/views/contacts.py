@@ -478,7 +478,7 @@ async def segments_page(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     rows = await console_of(request).run(lambda s: list(s.scalars(
         select(Segment).where(Segment.tenant_id == tenant).order_by(Segment.name))))
-    return render(request, "contacts_segments.html", title=_("Segments"), tab="segments", rows=rows)
+    return render(request, "contacts_segments.html", title=_("Contact segments"), tab="segments", rows=rows)
 
 
 @routes.get(r"/contacts/segments/{id:\d+}/count")
