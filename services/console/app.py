@@ -30,6 +30,7 @@ from .views import inbox as inbox_views
 from .views import keywords as keyword_views
 from .views import lottery as lottery_views
 from .views import messages as message_views
+from .views import points as points_views
 from .views import send as send_views
 from .web import CONSOLE_KEY, HERE, Console, error_pages, session_middleware
 
@@ -43,7 +44,7 @@ PAGE_ROUTES += [keyword_views.routes]
 PAGE_ROUTES += [content_views.routes, campaign_views.routes]  # content's paths before /campaigns/{id}
 PAGE_ROUTES += [contacts_views.routes]
 PAGE_ROUTES += [code_views.routes, analytics_views.routes, brand_views.routes]  # before /brands/{slug}
-PAGE_ROUTES += [lottery_views.routes]  # issue 12 pages 4-6: lottery, points, club
+PAGE_ROUTES += [lottery_views.routes, points_views.routes]  # issue 12 pages 4-6: lottery, points, club
 
 
 def build_app(console: Console) -> web.Application:
