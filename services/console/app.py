@@ -23,6 +23,7 @@ from .views import audit as audit_views
 from .views import auth, dashboard, integrations, operator, team
 from .views import brands as brand_views
 from .views import campaigns as campaign_views
+from .views import club as club_views
 from .views import codes as code_views
 from .views import contacts as contacts_views
 from .views import content as content_views
@@ -44,7 +45,7 @@ PAGE_ROUTES += [keyword_views.routes]
 PAGE_ROUTES += [content_views.routes, campaign_views.routes]  # content's paths before /campaigns/{id}
 PAGE_ROUTES += [contacts_views.routes]
 PAGE_ROUTES += [code_views.routes, analytics_views.routes, brand_views.routes]  # before /brands/{slug}
-PAGE_ROUTES += [lottery_views.routes, points_views.routes]  # issue 12 pages 4-6: lottery, points, club
+PAGE_ROUTES += [lottery_views.routes, points_views.routes, club_views.routes]  # issue 12 pages 4-6
 
 
 def build_app(console: Console) -> web.Application:
