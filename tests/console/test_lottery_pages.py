@@ -97,3 +97,20 @@ def test_a_platform_operator_gets_404_on_the_lottery_pages(browser, scheme):
     browser.sign_in("ops@herald.example")
     resp, _ = browser.get("/lottery")
     assert resp.status == 404
+
+
+def test_the_lottery_points_and_club_pages_speak_chinese(browser, scheme):
+    browser.sign_in("owner@acme.example")
+    browser.get("/lottery")
+    browser.post("/profile/language", {"locale": "zh_Hans", "next": "/lottery"})
+    _, body = browser.get(f"/lottery/{scheme['lottery']}")
+    assert "抽奖与库存" in body and "库存不足" in body and "会员俱乐部" in body
+    browser.get("/lottery/new")
+    resp, body = browser.post("/lottery/new", {
+        "name": "贪心", "brand": str(scheme["brand"]), "tiers-0-name": "A", "tiers-0-odds": "0.7",
+        "tiers-0-cap": "1", "tiers-1-name": "B", "tiers-1-odds": "0.6", "tiers-1-cap": "1"})
+    assert resp.status == 422 and "各奖项概率之和为 1.3，超过了1" in body
+    _, body = browser.get("/points")
+    assert "积分门槛" in body and "礼品目录" in body
+    _, body = browser.get("/club")
+    assert "还没有俱乐部" in body
