@@ -147,9 +147,10 @@ def _csv_rows(codes: list[str], product_slug: str, batch_id: int) -> bytes:
     return "".join(f"{c},{printable(c)},{product_slug},{batch_id}\n" for c in codes).encode("ascii")
 
 
-def execute(db: Database, secret_key: str, batch_id: int, chunk: int = CHUNK,
+def execute(db: Database, secret_key: str, batch_id: int, chunk: int | None = None,
             on_chunk: Callable[[int, int], None] | None = None) -> None:
     """Generate the batch's codes chunk by chunk; the outcome goes on its row and in the audit log."""
+    chunk = chunk or CHUNK
     with _lock:
         _running.add(batch_id)
     hasher, box = CodeHasher(secret_key), _box(secret_key)
@@ -383,7 +384,8 @@ def revoke(s: Session, tenant_id: str, batch_id: int, actor: str) -> bool:
         raise LookupError(batch_id)
     if row.status in ("queued", "running") and not row.interrupted:
         raise CodeJobError("batch", "The batch is still being generated; revoke it once it is finished.")
-    if row.status == "revoked":
+    status = row.status
+    if status == "revoked":
         return False
     snapshot = stats(s, row)
     rec = row.rec
@@ -396,7 +398,7 @@ def revoke(s: Session, tenant_id: str, batch_id: int, actor: str) -> bool:
     rec.revoked_at, rec.revoked_by, rec.stats_at_revoke = _now(), actor, snapshot
     s.flush()
     audit.record(s, tenant_id=tenant_id, actor=actor, action="revoke", object_type="code_batch",
-                 object_id=str(batch_id), before={"status": row.status, **snapshot},
+                 object_id=str(batch_id), before={"status": status, **snapshot},
                  after={"status": "revoked"})
     return True
 

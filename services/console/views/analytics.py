@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
+from babel import Locale
+from babel.dates import format_date
 from markupsafe import Markup
 
 from services.verifier.domain.replies import mask
@@ -71,10 +73,14 @@ async def _figures(request: web.Request) -> dict:
 
     per_day, spots = await console_of(request).run(load)
     totals = domain.totals(per_day)
-    charts = {r: svg_bars([(i18n.format_date(datetime.combine(d, datetime.min.time()), "MMM d"), c[r])
-                           for d, c in per_day], height=80, color=COLORS[r]) for r in domain.RESULTS}
+    # Days are the tenant's days already: formatted as they are, not moved to a time zone again.
+    day = {d: format_date(d, "MMM d", locale=Locale.parse(locale)) for d, _c in per_day}
+    charts = {r: svg_bars([(day[d], c[r]) for d, c in per_day], height=80, color=COLORS[r])
+              for r in domain.RESULTS}
+    rows = [(format_date(d, "medium", locale=Locale.parse(locale)), c) for d, c in reversed(per_day)
+            if sum(c.values())]
     ranked = ranked_bars([(h.region.name(locale), h.total) for h in spots[:15]])
-    return {"days": days, "periods": PERIODS, "per_day": per_day, "totals": totals, "charts": charts,
+    return {"days": days, "periods": PERIODS, "per_day": rows, "totals": totals, "charts": charts,
             "labels": _labels(), "spots": spots, "ranked": ranked,
             "results": list(domain.RESULTS)}
 
