@@ -27,6 +27,7 @@ import httpx
 from services.core.settings import Settings
 
 from .progress import Progress
+from .schemes import register as register_schemes
 
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
 
@@ -585,6 +586,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("tenant")
     c.add_argument("--id", type=int, action="append", help="a delivery id (repeatable)")
     sp.set_defaults(fn=cmd_webhooks)
+    register_schemes(sub)  # lottery, gifts, points, members (services/cli/schemes.py)
     return p
 
 
