@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install kafka-fetch kafka-up kafka-down cluster-up cluster-down topics migrate run test test-unit \
+.PHONY: help install kafka-fetch kafka-up kafka-down cluster-up cluster-down prometheus topics migrate run test test-unit \
         test-integration test-e2e test-browser browser bench bench-console bench-quick bench-profile lint settings clean
 
 help:
@@ -45,7 +45,10 @@ run: install ## Broker, topics, database and every processor; Ctrl-C stops them 
 browser: ## Debian's Chromium and a CJK font for the browser tests
 	deploy/browser/chromium.sh ensure
 
-test: install browser ## All tests: unit, integration (real broker + databases), end to end, browser
+prometheus: ## Debian's prometheus (the operators' test scrapes the platform with deploy/prometheus/)
+	deploy/prometheus/prometheus.sh ensure
+
+test: install browser prometheus ## All tests: unit, integration (real broker + databases), end to end, browser
 	$(BIN)/python -m pytest tests -q
 
 test-unit: $(STAMP) ## Fast tests, no broker

@@ -35,7 +35,11 @@ bootstrap() {
   (IFS=,; echo "${b[*]}")
 }
 
-alive() { [ -f "$(dir "$1")/broker.pid" ] && kill -0 "$(cat "$(dir "$1")/broker.pid")" 2>/dev/null; }
+running() {
+  # A SIGKILLed node can linger as a zombie until its parent reaps it: that is not running.
+  [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != "Z" ]
+}
+alive() { [ -f "$(dir "$1")/broker.pid" ] && running "$(cat "$(dir "$1")/broker.pid")"; }
 answers() {
   (exec 3<>"/dev/tcp/127.0.0.1/$(port "$1")") 2>/dev/null \
     && grep -q "Kafka Server started" "$(dir "$1")/broker.log" 2>/dev/null
@@ -106,10 +110,10 @@ stop_node() {
   local n="$1" d pid; d="$(dir "$n")"
   [ -f "$d/broker.pid" ] || return 0
   pid="$(cat "$d/broker.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$pid"; then
     kill -TERM "$pid"
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then echo "cluster: forcing node $n to stop" >&2; kill -KILL "$pid"; fi
+    for _ in $(seq 1 300); do running "$pid" || break; sleep 0.1; done
+    if running "$pid"; then echo "cluster: forcing node $n to stop" >&2; kill -KILL "$pid"; fi
   fi
   rm -f "$d/broker.pid"
 }
@@ -131,7 +135,13 @@ case "${1:-}" in
   stop) stop ;;
   status) for n in "${NODES[@]}"; do answers "$n" && alive "$n" || exit 1; done ;;
   bootstrap) bootstrap ;;
-  kill) node_arg "${2:-}"; alive "$2" && kill -KILL "$(cat "$(dir "$2")/broker.pid")"; echo "cluster: node $2 killed" ;;
+  kill)
+    node_arg "${2:-}"
+    if alive "$2"; then
+      pid="$(cat "$(dir "$2")/broker.pid")"; kill -KILL "$pid"
+      for _ in $(seq 1 100); do running "$pid" || break; sleep 0.05; done
+    fi
+    echo "cluster: node $2 killed" ;;
   start-node) node_arg "${2:-}"; prepare; alive "$2" || launch "$2"; wait_nodes "$2" ;;
   stop-node) node_arg "${2:-}"; stop_node "$2"; echo "cluster: node $2 stopped" ;;
   wipe) stop; rm -rf "$DATA" ;;
