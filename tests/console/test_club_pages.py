@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from services.core.db.campaigns_models import ContactList, ContactListMember, Subscriber
 from services.core.db.console_models import AuditEntry
+from services.core.db.models import Keyword
 from services.core.db.schemes import CodeQuery
 
 from .scheme_fixtures import make_scheme
@@ -42,6 +43,9 @@ def test_an_owner_opens_a_club_and_adds_and_removes_a_member_audited(browser, sc
     assert "No club yet" in body
     resp, body = open_club(browser)
     assert resp.status == 200 and "texting SUB VIP" in body
+    with console_db.session() as s:  # SUB and UNSUB texts now reach campaigns, where the club is
+        assert dict(s.execute(select(Keyword.keyword, Keyword.action).where(Keyword.tenant_id == "acme")).all()) \
+            == {"SUB": "campaigns", "UNSUB": "campaigns"}
     resp, body = browser.post("/club/VIP/members", {"number": "+86 139 0000 0009", "action": "join"})
     assert "+8613900000009 joined the club." in body and "+8613900000009" in body
     resp, body = browser.post("/club/VIP/members", {"number": "12", "action": "join"})

@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from services.campaigns.domain import contacts, subscriptions
 from services.campaigns.domain.campaigns import CampaignError
+from services.core import tenancy
 from services.core.db.campaigns_models import Subscriber, SubscriptionTopic
+from services.core.db.models import Keyword
 from services.core.db.schemes import CodeQuery, Product
 from services.verifier.domain.admin import audience
 
@@ -61,6 +63,23 @@ def join(s: Session, tenant_id: str, name: str, msisdn: str) -> bool:
 
 def leave(s: Session, tenant_id: str, name: str, msisdn: str) -> bool:
     return bool(subscriptions.unsubscribe(s, tenant_id, msisdn, club(s, tenant_id, name), datetime.now(UTC)))
+
+
+def route_sub_unsub(s: Session, tenant_id: str) -> list[str]:
+    """Make sure the tenant's SUB and UNSUB texts reach campaigns (where clubs live): a keyword
+    rule for each that has none. Returns the words it added; a word the tenant's rules refuse
+    (say a rule of its own for it) is left as it is."""
+    added = []
+    for word in ("SUB", "UNSUB"):
+        have = select(Keyword.id).where(Keyword.tenant_id == tenant_id, Keyword.keyword == word)
+        if s.scalar(have) is None:
+            try:
+                with s.begin_nested():
+                    tenancy.add_keyword(s, tenant_id, word, "campaigns")
+                added.append(word)
+            except tenancy.RuleError:  # RuleRefused too
+                continue
+    return added
 
 
 def products(s: Session, tenant_id: str) -> list[Product]:

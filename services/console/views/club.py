@@ -70,8 +70,10 @@ async def club_create(request: web.Request) -> web.StreamResponse:
     def run(s) -> str:
         topic = create_topic(s, tenant, {"name": str(form.get("name", "")),
                                          "description": str(form.get("description", ""))})
+        routed = club_domain.route_sub_unsub(s, tenant)
         audit.record(s, tenant_id=tenant, actor=p.actor, action="create", object_type="club",
-                     object_id=topic.name, after={"name": topic.name, "description": topic.description})
+                     object_id=topic.name, after={"name": topic.name, "description": topic.description,
+                                                  "keywords_added": routed})
         return topic.name
 
     try:
