@@ -26,6 +26,7 @@ import httpx
 
 from services.core.settings import Settings
 
+from .brands import add_commands as add_brand_commands
 from .progress import Progress
 from .schemes import register as register_schemes
 
@@ -587,6 +588,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--id", type=int, action="append", help="a delivery id (repeatable)")
     sp.set_defaults(fn=cmd_webhooks)
     register_schemes(sub)  # lottery, gifts, points, members (services/cli/schemes.py)
+    add_brand_commands(sub)  # brands, products, batches, codes (services/cli/brands.py)
     return p
 
 
