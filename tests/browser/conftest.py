@@ -1,6 +1,6 @@
 """The console in a real headless Chromium (Debian's, driven by Playwright; nothing downloaded)
-against the real stack: broker, database, simulator, ingress, router, egress, campaigns, metrics
-and the console as processes. One stack serves the whole browser session; each test has its
+against the real stack: broker, database, simulator, ingress, router, egress, campaigns, metrics,
+verifier, ledger and the console as processes. One stack serves the whole browser session; each test has its
 own tenant. Screenshots go to HERALD_SCREENSHOTS (default .run/screenshots)."""
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ def env(broker, tmp_path_factory):
         platform = start_platform(stack, tmp_path_factory.mktemp("browser-platform"))
         campaigns = stack.start("services.campaigns", HERALD_CAMPAIGNS_TICK_S="0.2")
         stack.start("services.metrics", HERALD_METRICS_GRACE_S="0", HERALD_METRICS_FLUSH_S="0.5")
+        stack.start("services.verifier")  # the brand scheme's pages (codes texted in)
+        stack.start("services.ledger")
         console = stack.start("services.console",
                               HERALD_CARRIERS_FILE=str(platform.ingress.env["HERALD_CARRIERS_FILE"]))
         yield Env(stack, platform, campaigns, console)
