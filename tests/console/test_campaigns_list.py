@@ -56,3 +56,16 @@ def test_a_platform_operator_gets_404_on_the_tenant_page(browser):
     browser.sign_in("ops@herald.example")
     resp, _ = browser.get("/campaigns")
     assert resp.status == 404
+
+
+def test_the_chinese_ui_translates_the_campaign_pages(browser, console_db):
+    make(console_db, name="March bills")
+    browser.sign_in("owner@acme.example")
+    browser.get("/campaigns")
+    browser.post("/profile/language", {"locale": "zh_Hans", "next": "/campaigns"})
+    _, body = browser.get("/campaigns")
+    assert "新建活动" in body and "按名称或编号搜索" in body and "已排期" in body
+    _, body = browser.get("/campaigns/new?kind=survey")
+    assert "添加问题" in body and "问题代号" in body
+    _, body = browser.get("/campaigns/topics")
+    assert "还没有订阅主题" in body

@@ -34,7 +34,7 @@ async def _content_page(request: web.Request, *, values: dict | None = None,
         return items, nxt, pages.endpoints(s, tenant)
 
     items, nxt, eps = await console_of(request).run(load)
-    return render(request, "content.html", status=status, title=_("Content and topics"),
+    return render(request, "content.html", status=status, title=_("Content and endpoints"),
                   items=items, next_after=nxt, endpoints=eps, values=values or {},
                   errors=errors or {}, q=q)
 
@@ -128,7 +128,7 @@ async def _topics_page(request: web.Request, *, values: dict | None = None,
         return pages.topics_with_counts(s, tenant), pages.form_choices(s, tenant).content
 
     topics, names = await console_of(request).run(load)
-    return render(request, "content_topics.html", status=status, title=_("Content and topics"),
+    return render(request, "content_topics.html", status=status, title=_("Subscription topics"),
                   topics=topics, content_names=names, values=values or {}, errors=errors or {},
                   zone=i18n.zone().key)
 
