@@ -21,6 +21,8 @@ from services.core.secrets import SecretBox
 LOW_STOCK_SHARE = 0.1
 MESSAGE_MAX = 480
 LANGS = ("en", "zh")
+OUTCOME_LABELS = {"redeemed": "redeemed", "insufficient": "not enough points", "unknown_gift": "no such gift",
+                  "out_of_stock": "out of stock", "award": "earned", "redemption": "redeemed"}
 
 
 class FieldError(ValueError):

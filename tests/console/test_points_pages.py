@@ -61,7 +61,7 @@ def test_the_page_shows_products_gifts_redemptions_and_live_figures(browser, red
     browser.sign_in("owner@acme.example")
     resp, body = browser.get("/points")
     assert resp.status == 200
-    assert "Gold 20s" in body and "Tea voucher" in body and "redeemed" in body
+    assert "Gold 20s" in body and "Tea voucher" in body and "redeemed" in body and "out_of_stock" not in body
     assert 'hx-get="/points/figures"' in body and 'hx-trigger="every 3s"' in body
     assert MEMBER in body and "gpw-" not in body
     _, body = browser.get("/points/figures")

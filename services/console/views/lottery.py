@@ -25,6 +25,10 @@ TIER_ROWS = 3
 _ = i18n.gettext
 
 
+def _label(outcome: str) -> str:
+    return _(la.OUTCOME_LABELS.get(outcome, outcome))
+
+
 def _errors(exc: la.FieldError) -> dict[str, str]:
     return {exc.field: _(exc.template, **exc.values)}
 
@@ -142,7 +146,7 @@ async def _detail(request: web.Request, status: int = 200, errors: dict | None =
         raise web.HTTPNotFound() from None
     return render(request, "lottery_detail.html", status=status, title=view.lottery.name, view=view,
                   counts=counts, errors=errors or {}, form=form or {}, problems=problems or [],
-                  problem_tier=problem_tier, outcomes=la.OUTCOMES, low_share=la.LOW_STOCK_SHARE)
+                  problem_tier=problem_tier, outcomes=la.OUTCOMES, label=_label)
 
 
 @routes.get("/lottery/{id:\\d+}")
@@ -165,7 +169,8 @@ async def lottery_stock(request: web.Request) -> web.Response:
         view, counts = await console_of(request).run(load)
     except LookupError:
         raise web.HTTPNotFound() from None
-    return render(request, "lottery_stock.html", view=view, counts=counts, outcomes=la.OUTCOMES)
+    return render(request, "lottery_stock.html", view=view, counts=counts, outcomes=la.OUTCOMES,
+                  label=_label)
 
 
 @routes.post("/lottery/{id:\\d+}/tiers")
@@ -300,7 +305,7 @@ async def draw_log(request: web.Request) -> web.Response:
     rows = rows[:PAGE]
     next_url = f"?outcome={outcome}&before={rows[-1].id}" if more else ""
     return render(request, "lottery_draws.html", title=(_("Winners") if winners else _("Draw log")),
-                  view=view, rows=rows, outcome=outcome, outcomes=la.OUTCOMES, winners=winners,
+                  view=view, rows=rows, outcome=outcome, outcomes=la.OUTCOMES, winners=winners, label=_label,
                   next_url=next_url, first_url=f"?outcome={outcome}" if before else "")
 
 

@@ -29,6 +29,10 @@ THRESHOLD_ROWS = 2  # empty rows under the saved thresholds
 _ = i18n.gettext
 
 
+def _label(outcome: str) -> str:
+    return _(ledger_admin.OUTCOME_LABELS.get(outcome, outcome))
+
+
 def _errors(exc: ledger_admin.FieldError) -> dict[str, str]:
     return {exc.field: _(exc.template, **exc.values)}
 
@@ -71,7 +75,7 @@ async def _page(request: web.Request, status: int = 200, errors: dict | None = N
                   redemptions=rows[:PAGE], next_url=next_url,
                   first_url="/points#redemptions" if before else "",
                   errors=errors or {}, form=form or {}, problems=problems or [], problem_gift=problem_gift,
-                  empty_rows=range(THRESHOLD_ROWS), shown=_shown(request))
+                  empty_rows=range(THRESHOLD_ROWS), shown=_shown(request), label=_label)
 
 
 @routes.get("/points")
@@ -241,7 +245,7 @@ async def member_page(request: web.Request) -> web.Response:
 
     found, redemptions = await console_of(request).run(load)
     ctx: dict[str, Any] = {"number": number, "raw": raw, "errors": errors, "shown": _shown(request),
-                           "redemptions": redemptions}
+                           "redemptions": redemptions, "label": _label}
     if number:
         entries = found.entries if found else []
         ctx.update(member=found, entries=entries[:PAGE],

@@ -27,6 +27,9 @@ from .verify import Verifier
 
 LOW_STOCK_SHARE = 0.1  # a tier is low on cards below 10% of what was uploaded (and at least 1)
 OUTCOMES = ("won", "lost", "cap_reached", "day_cap_reached", "over_budget", "no_stock")
+OUTCOME_LABELS = {"won": "won", "lost": "lost", "cap_reached": "total cap reached",
+                  "day_cap_reached": "daily cap reached", "over_budget": "over budget",
+                  "no_stock": "no card left"}
 ODDS_SLACK = 1e-9
 
 
