@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     campaigns_port: int = Field(8083, description="Port of campaigns' /health and /metrics")
     verifier_port: int = Field(8084, description="Port of the verifier's /health and /metrics")
     ledger_port: int = Field(8085, description="Port of the ledger's /health and /metrics")
-    bridge_port: int = Field(8086, description="Port of the bridge's /health, /metrics and webhook API")
+    bridge_port: int = Field(8086, description="Port of the bridge's /health and /metrics")
     metrics_port: int = Field(8087, description="Port of the metrics processor's /health and /metrics")
     console_port: int = Field(
         8088, description="Port of the console: web program, admin API, /health, /metrics")
