@@ -12,6 +12,7 @@ def test_the_page_lists_the_tenants_four_topics_and_the_bootstrap_address(browse
     for kind in ("outbound", "inbound", "status", "dlq"):
         assert f"<code>tenant.acme.{kind}</code>" in body
     assert "tenant.other." not in body and "127.0.0.1:1" in body
+    assert "Authorization: Bearer &lt;key&gt;" in body  # shown, not swallowed as a tag
 
 
 def test_on_a_sasl_broker_the_user_name_is_the_acl_schemes_and_no_password_is_shown():

@@ -48,6 +48,12 @@ def topic_purposes() -> dict[str, str]:
             "dlq": _("Requests the platform could not take, with the reason.")}
 
 
+def topic_keys() -> dict[str, str]:
+    """The record key of each tenant topic (services/core/topics.py), in the user's language."""
+    return {"outbound": _("the recipient's number"), "inbound": _("the sender's number"),
+            "status": _("the platform's message id"), "dlq": _("the original record's key")}
+
+
 def kafka_access(settings: Settings, tenant: str) -> dict:
     """How an ERP reaches its topics: the broker, its SASL user in deploy/kafka/acl/herald_acl.py's
     scheme (tenant-<id>) when the broker authenticates, and the topics (with any prefix)."""
@@ -88,7 +94,8 @@ async def _page(request: web.Request, *, status: int = 200, new_key: str | None 
     resp = render(request, "integrations.html", status=status, title=_("Integrations"),
                   keys=keys, new_key=new_key, new_secret=new_secret, errors=errors or {},
                   form=form or {}, endpoint=endpoint, counts=counts,
-                  kafka=kafka_access(console.settings, tenant), purposes=topic_purposes())
+                  kafka=kafka_access(console.settings, tenant), purposes=topic_purposes(),
+                  key_labels=topic_keys())
     if new_key or new_secret:
         # Rendered (not redirected) so the secret is never stored anywhere to show it again.
         resp.headers["Cache-Control"] = "no-store"
