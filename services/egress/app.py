@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from services.core.topics import SMS_DELIVERY, SMS_OUTBOUND, SMS_STATUS, dlq_nam
 from services.egress import deferral, dlr, domain
 from services.egress.connectors import Connector, SubmitResult
 from services.egress.connectors import build as build_connector
+from services.egress.connectors.smpp import parts as smpp_parts
 from services.egress.delivery import PermanentFailure, RetryBudgetExhausted, submit_with_failover
 from services.egress.domain import SendPlan
 from services.egress.optouts import OptOutView
@@ -256,6 +258,23 @@ class Egress:
                 dlr.purge_pending(s, window)
         return outs
 
+    async def start_binds(self) -> None:
+        """Connection-based connectors (SMPP) bind and start taking MO and receipts."""
+        sink = BindInbound(self.p)
+        for c in self.connectors.values():
+            if getattr(c, "connection_based", False):
+                await c.start(sink)  # type: ignore[attr-defined]
+
+    async def health(self, base: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """The processor's health (``base``), with each connection-based carrier's binds."""
+        status = await base()
+        binds = {n: c.health() for n, c in self.connectors.items() if hasattr(c, "health")}
+        if binds:
+            status["checks"]["carriers"] = {"ok": any(b["ok"] for b in binds.values()), **binds}
+            if not status["checks"]["carriers"]["ok"]:
+                status["status"] = "degraded"
+        return status
+
     async def close(self) -> None:
         for c in self.connectors.values():
             try:
@@ -267,6 +286,33 @@ class Egress:
                 await b.close()
             except Exception:  # noqa: BLE001
                 log.exception("egress: returning tokens of %s", b.carrier)
+
+
+class BindInbound:
+    """What arrives on SMPP binds, published like ingress publishes webhooks: the connector
+    answers the SMSC only after ``publish`` returned (the broker acknowledged)."""
+
+    def __init__(self, p: Processor) -> None:
+        assert p.db is not None
+        self.p, self.db = p, p.db
+
+    async def publish(self, topic: str, key: str, event: dict[str, Any]) -> None:
+        await self.p.send([Out(topic, key, event)])
+
+    def _collect(self, *args: Any) -> list[str] | None:
+        with self.db.session() as s:
+            return smpp_parts.collect_part(s, *args)
+
+    async def collect_part(self, carrier: str, sender: str, ref: str, seq: int, total: int,
+                           text: str) -> list[str] | None:
+        return await asyncio.to_thread(self._collect, carrier, sender, ref, seq, total, text)
+
+    def _drop(self, carrier: str, sender: str, ref: str) -> None:
+        with self.db.session() as s:
+            smpp_parts.drop_parts(s, carrier, sender, ref)
+
+    async def drop_parts(self, carrier: str, sender: str, ref: str) -> None:
+        await asyncio.to_thread(self._drop, carrier, sender, ref)
 
 
 def build_dependencies(p: Processor) -> Egress:
@@ -317,6 +363,18 @@ def build() -> Processor:
             await p.send(outs)
 
     # Loops, not timers: a slow run delays the next one instead of overlapping it.
+    @app.task
+    async def start_binds() -> None:
+        # Once the app runs: what arrives on a bind is published through its producer.
+        await egress.start_binds()
+
+    base_health = p.health.status
+
+    async def health_with_binds() -> dict[str, Any]:
+        return await egress.health(base_health)
+
+    p.health.status = health_with_binds  # type: ignore[method-assign]  # binds in /health
+
     p.every(SWEEP_INTERVAL_S, sweep_dlrs, name="egress.sweep_dlrs")
     p.every(REDRIVE_INTERVAL_S, redrive_parked, name="egress.redrive_parked")
 

@@ -14,6 +14,7 @@ from .base import (
     register,
 )
 from .http import connector as _http  # noqa: F401  (registers kind "http")
+from .smpp import connector as _smpp  # noqa: F401  (registers kind "smpp")
 
 __all__ = [
     "CarrierError",
