@@ -138,7 +138,8 @@ pdus = st.one_of(
     st.builds(P.BindResp, st.sampled_from([P.BIND_RECEIVER_RESP, P.BIND_TRANSMITTER_RESP,
                                            P.BIND_TRANSCEIVER_RESP]), cstr(15).filter(bool), tlvs, seq),
     st.builds(P.MessageIdResp, st.sampled_from([P.SUBMIT_SM_RESP, P.DELIVER_SM_RESP]), cstr(64),
-              seq, st.integers(0, 0xFF)).filter(lambda p: p.message_id or not p.status),
+              seq, st.integers(0, 0xFF)).filter(
+        lambda p: p.message_id or not p.status or p.command_id == P.DELIVER_SM_RESP),
     st.builds(P.Empty, st.sampled_from([P.ENQUIRE_LINK, P.ENQUIRE_LINK_RESP, P.UNBIND, P.UNBIND_RESP,
                                         P.GENERIC_NACK]), seq, st.integers(0, 0xFF)),
 )

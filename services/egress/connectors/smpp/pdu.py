@@ -176,7 +176,7 @@ class ShortMessage:
 
 @dataclass(frozen=True)
 class MessageIdResp:
-    """submit_sm_resp and deliver_sm_resp. An error answer carries no body."""
+    """submit_sm_resp and deliver_sm_resp. An error submit_sm_resp carries no body."""
 
     command_id: int
     message_id: str = ""
@@ -239,7 +239,9 @@ def _body(pdu: Pdu) -> bytes:
                          pdu.sm_default_msg_id, len(pdu.short_message)))
                 + pdu.short_message + _tlvs(pdu.tlvs))
     if isinstance(pdu, MessageIdResp):
-        if pdu.status and not pdu.message_id:
+        # An error submit_sm_resp has no body; deliver_sm_resp always has its (empty) message_id:
+        # jSMPP, among others, cannot read one without it.
+        if pdu.status and not pdu.message_id and pdu.command_id == SUBMIT_SM_RESP:
             return b""
         return _cstr(pdu.message_id, "message_id")
     return b""
@@ -337,7 +339,8 @@ def decode(frame: bytes) -> Pdu:
     elif cid in (SUBMIT_SM_RESP, DELIVER_SM_RESP):
         if r.done:
             return MessageIdResp(cid, "", seq, status)
-        pdu = MessageIdResp(cid, r.cstr("message_id"), seq, status)
+        # SMPP 5.0 SMSCs (jSMPP among them) may append TLVs here; 3.4 defines none to read.
+        return MessageIdResp(cid, r.cstr("message_id"), seq, status)
     else:
         raise PduError(f"command_id 0x{cid:08X} is not supported", ESME_RINVCMDID)
     if not r.done:
