@@ -66,6 +66,7 @@ test-browser: install browser ## The console driven in headless Chromium against
 bench: install ## Full benchmark suite; writes bench/results/
 	$(BIN)/python -m bench.run --mode full
 	$(BIN)/python -m bench.bench_console
+	$(BIN)/python -m bench.bench_smpp
 
 bench-console: install ## Console list pages over 100,000 contacts and 1,000,000 messages
 	$(BIN)/python -m bench.bench_console

@@ -25,7 +25,12 @@ fetch() {
   touch "$LIBS/.complete"
 }
 
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+# Not a probe connection: the simulator takes connections one at a time and waits up to 30s
+# for a probe's bind before it accepts the next one.
+answers() {
+  [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null \
+    && grep -q "Listening on port $PORT" "$LOG" 2>/dev/null
+}
 
 java_cmd() {
   JAVA_CMD=(java -Xms64m -Xmx256m "-Djsmpp.simulator.port=$PORT"
@@ -35,7 +40,7 @@ java_cmd() {
 }
 
 start() {
-  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && answers; then
+  if answers; then
     echo "smsc: already running on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))"; return 0
   fi
   fetch
