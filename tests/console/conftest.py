@@ -21,6 +21,17 @@ PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+@pytest.fixture(autouse=True)
+def quick_password_hashing(monkeypatch):
+    """Argon2id with the smallest cost: the same code path, a fraction of the time (the
+    production parameters are argon2-cffi's defaults, exercised by the browser tests)."""
+    from argon2 import PasswordHasher
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(users, "_hasher", cheap)
+    monkeypatch.setattr(users, "_DUMMY_HASH", cheap.hash("not-a-password-of-anyone"))
+
+
 @pytest.fixture
 def console_db(sqlite_db):
     with sqlite_db.session() as s:
