@@ -37,16 +37,30 @@ class ProcSpec:
     argv: Sequence[str]
     port: int | None = None
     stop_group: int = 1
+    env: tuple[tuple[str, str], ...] = ()  # extra environment of this process only
 
 
-def platform_specs(s: Any) -> list[ProcSpec]:
-    """The processes of `make run`, in start order. Add a process here (name, module, port)."""
+HOT = ("router", "egress", "verifier", "ledger")  # the stream processors that carry every message
+
+
+def is_cluster(bootstrap: str) -> bool:
+    return len([a for a in bootstrap.split(",") if a.strip()]) > 1
+
+
+def platform_specs(s: Any, workers: int = 1) -> list[ProcSpec]:
+    """The processes of `make run`, in start order. Add a process here (name, module, port).
+    ``workers`` > 1 runs that many worker processes of each hot processor (same consumer group,
+    each its own /health port: the first's port + 100 * n)."""
     py = sys.executable
     specs = [ProcSpec("simulator", [py, "-m", "services.simulator"], None, stop_group=4)]
     for name, group in (("ingress", 0), ("console", 0), ("router", 1), ("egress", 2), ("campaigns", 1),
                         ("verifier", 1), ("ledger", 1), ("bridge", 1), ("metrics", 3)):
-        specs.append(ProcSpec(name, [py, "-m", f"services.{name}"], getattr(s, f"{name}_port"),
-                              stop_group=group))
+        port = getattr(s, f"{name}_port")
+        specs.append(ProcSpec(name, [py, "-m", f"services.{name}"], port, stop_group=group))
+        for n in range(2, (workers if name in HOT else 1) + 1):
+            extra = port + 100 * (n - 1)
+            specs.append(ProcSpec(f"{name}-{n}", [py, "-m", f"services.{name}"], extra,
+                                  stop_group=group, env=((f"HERALD_{name.upper()}_PORT", str(extra)),)))
     return specs
 
 
@@ -101,8 +115,9 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / f"{c.spec.name}.log", "ab") as log:
             # Own session: Ctrl-C reaches only us, and we stop children in order.
+            env = {**(self.env if self.env is not None else os.environ), **dict(c.spec.env)}
             c.proc = subprocess.Popen(list(c.spec.argv), stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True, env=self.env)
+                                      start_new_session=True, env=env)
         c.state, c.since, c.started_at = "running", time.time(), time.monotonic()
 
     def start_all(self) -> None:
@@ -234,6 +249,16 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     kafka_port = s.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1]
     kafka_env = {**os.environ, "KAFKA_PORT": kafka_port}
+    # Three addresses: the local three-node cluster (deploy/kafka/cluster.sh), its first node's
+    # port less one as the base; the hot processors run two workers each there by default.
+    cluster = is_cluster(s.kafka_bootstrap)
+    broker = ["deploy/kafka/cluster.sh"] if cluster else ["deploy/kafka/kafka.sh"]
+    if cluster:
+        kafka_env["CLUSTER_BASE_PORT"] = str(int(kafka_port) - 1)
+        # topics replicated on every node, a write needing two in sync (children inherit these)
+        os.environ.setdefault("HERALD_TOPIC_REPLICATION", "3")
+        os.environ.setdefault("HERALD_TOPIC_MIN_ISR", "2")
+    workers = int(os.environ.get("HERALD_RUN_WORKERS", "2" if cluster else "1"))
     stopping = False
 
     def on_signal(signum, _frame):
@@ -243,10 +268,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    sup = Supervisor(platform_specs(s), log_dir=logs)
+    sup = Supervisor(platform_specs(s, workers), log_dir=logs)
     try:
         step("starting the Kafka broker")
-        subprocess.run(["deploy/kafka/kafka.sh", "start"], check=True, env=kafka_env)
+        subprocess.run([*broker, "start"], check=True, env=kafka_env)
         step("creating topics")
         subprocess.run([sys.executable, "-m", "services.core.topics"], check=True)
         step(f"migrating {s.database_url}")
@@ -282,7 +307,7 @@ def main() -> int:
     finally:
         step("stopping")
         sup.stop_all()
-        subprocess.run(["deploy/kafka/kafka.sh", "stop"], check=False, env=kafka_env)
+        subprocess.run([*broker, "stop"], check=False, env=kafka_env)
         step("stopped")
 
 

@@ -115,3 +115,20 @@ def test_the_platform_list_names_every_processor_once_and_stops_the_simulator_la
     by = {s.name: s.stop_group for s in specs}
     assert by["ingress"] < by["router"] < by["egress"] < by["simulator"]
     assert max(by.values()) == by["simulator"]
+
+
+def test_on_a_cluster_each_hot_processor_runs_two_workers_on_ports_of_their_own():
+    from deploy.devstack import HOT, is_cluster, platform_specs
+    from services.core.settings import Settings
+
+    s = Settings()
+    assert is_cluster("127.0.0.1:19301,127.0.0.1:19302,127.0.0.1:19303")
+    assert not is_cluster("127.0.0.1:9092")
+    specs = {p.name: p for p in platform_specs(s, workers=2)}
+    for name in HOT:
+        first, second = specs[name], specs[f"{name}-2"]
+        assert second.argv == first.argv
+        assert second.port == first.port + 100
+        assert dict(second.env) == {f"HERALD_{name.upper()}_PORT": str(first.port + 100)}
+    assert "ingress-2" not in specs and "console-2" not in specs
+    assert len({p.port for p in specs.values() if p.port}) == len([p for p in specs.values() if p.port])
