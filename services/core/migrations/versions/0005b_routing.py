@@ -25,9 +25,13 @@ def upgrade() -> None:
         batch_op.create_unique_constraint('uq_keyword_match',
                                           ['tenant_id', 'number', 'keyword', 'pattern'])
     with op.batch_alter_table('tenants', schema=None) as batch_op:
-        # auto: the inbox when a webhook takes it, else the help text (services/router).
+        # Tenants that exist keep what they had: unmatched texts to their inbox (an ERP may read
+        # it from tenant.<id>.inbound without a webhook). New tenants get "auto": the inbox when
+        # a webhook takes it, else the help text (services/router).
         batch_op.add_column(sa.Column('unmatched', sa.String(length=8), nullable=False,
-                                      server_default='auto'))
+                                      server_default='inbox'))
+    with op.batch_alter_table('tenants', schema=None) as batch_op:
+        batch_op.alter_column('unmatched', server_default='auto')
 
 
 def downgrade() -> None:
