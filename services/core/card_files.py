@@ -10,6 +10,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .secrets import SecretBox
 
 MAX_CARDS = 200_000
 NUMBER_MAX = 64
@@ -104,3 +110,20 @@ def already_stored(rows: list[CardRow], stored: set[str]) -> None:
                  {"line": r.line, "card": r.card_number}) for r in rows if r.card_number in stored]
     if problems:
         raise CardFileError(problems)
+
+
+def store_cards(s: Session, box: SecretBox, model: Any, owner_column: str, owner_id: int,
+                tenant_id: str, rows: list[CardRow]) -> int:
+    """Add parsed cards to one inventory (a prize tier's or a gift's), all or none: a card the
+    inventory holds already refuses the file naming its line. Passwords are sealed at rest."""
+    owner = getattr(model, owner_column)
+    numbers = [r.card_number for r in rows]
+    stored: set[str] = set()
+    for i in range(0, len(numbers), 500):
+        stored |= set(s.scalars(select(model.card_number).where(
+            owner == owner_id, model.card_number.in_(numbers[i:i + 500]))))
+    already_stored(rows, stored)
+    s.execute(model.__table__.insert(), [
+        {"tenant_id": tenant_id, owner_column: owner_id, "card_number": r.card_number,
+         "password_enc": box.seal(r.password), "instructions": r.instructions} for r in rows])
+    return len(rows)

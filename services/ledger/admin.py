@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from services.core.card_files import CardRow, already_stored
+from services.core.card_files import CardRow, store_cards
 from services.core.db.schemes import Gift, GiftCard, LedgerAccount, LedgerEntry, LoyaltyProgram, Redemption
 from services.core.secrets import SecretBox
 
@@ -127,16 +127,7 @@ def set_gift_active(s: Session, tenant_id: str, gift_id: int, active: bool) -> G
 def upload_gift_cards(s: Session, box: SecretBox, tenant_id: str, gift_id: int, rows: list[CardRow]) -> int:
     """Add parsed cards (services.core.card_files.parse_cards) to a gift's inventory, all or none."""
     gift = get_gift(s, tenant_id, gift_id)
-    numbers = [r.card_number for r in rows]
-    stored: set[str] = set()
-    for i in range(0, len(numbers), 500):
-        stored |= set(s.scalars(select(GiftCard.card_number).where(
-            GiftCard.gift_id == gift.id, GiftCard.card_number.in_(numbers[i:i + 500]))))
-    already_stored(rows, stored)
-    s.execute(GiftCard.__table__.insert(), [
-        {"tenant_id": tenant_id, "gift_id": gift.id, "card_number": r.card_number,
-         "password_enc": box.seal(r.password), "instructions": r.instructions} for r in rows])
-    return len(rows)
+    return store_cards(s, box, GiftCard, "gift_id", gift.id, tenant_id, rows)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from services.core.card_files import CardRow, already_stored
+from services.core.card_files import CardRow, store_cards
 from services.core.db.schemes import Brand, Draw, Lottery, PrizeCard, PrizeTier, Product
 from services.core.processor import Out
 from services.core.secrets import SecretBox
@@ -168,16 +168,7 @@ def upload_cards(s: Session, box: SecretBox, tenant_id: str, tier_id: int, rows:
     """Add parsed cards (services.core.card_files.parse_cards) to a tier's inventory, all or
     none: a card already in the tier refuses the file naming its line."""
     tier, _lot = _tier(s, tenant_id, tier_id)
-    numbers = [r.card_number for r in rows]
-    stored: set[str] = set()
-    for i in range(0, len(numbers), 500):
-        stored |= set(s.scalars(select(PrizeCard.card_number).where(
-            PrizeCard.tier_id == tier.id, PrizeCard.card_number.in_(numbers[i:i + 500]))))
-    already_stored(rows, stored)
-    s.execute(PrizeCard.__table__.insert(), [
-        {"tenant_id": tenant_id, "tier_id": tier.id, "card_number": r.card_number,
-         "password_enc": box.seal(r.password), "instructions": r.instructions} for r in rows])
-    return len(rows)
+    return store_cards(s, box, PrizeCard, "tier_id", tier.id, tenant_id, rows)
 
 
 @dataclass
