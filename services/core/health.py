@@ -16,13 +16,16 @@ class HealthCheck:
 
     def __init__(self, kafka: dict[str, Any], db: Database | None) -> None:
         """``kafka``: the confluent client settings (``Settings.kafka_config()``)."""
-        self._admin = AdminClient({**kafka, "socket.timeout.ms": 2000})
+        self._kafka = {**kafka, "socket.timeout.ms": 2000}
+        self._admin: AdminClient | None = None  # made at the first check, not before it is asked
         self._db = db
         self._cached: tuple[float, dict[str, Any]] | None = None
 
     def _check(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         try:
+            if self._admin is None:
+                self._admin = AdminClient(self._kafka)
             md = self._admin.list_topics(timeout=2)
             out["broker"] = {"ok": True, "brokers": len(md.brokers)}
         except Exception as exc:
