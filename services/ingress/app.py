@@ -230,8 +230,11 @@ class Ingress:
             results.append({"index": i, **self._result(e, dup)})
         results.sort(key=lambda r: r["index"])
         accepted = sum(1 for r in results if "error" not in r)
-        return web.json_response({"accepted": accepted, "rejected": len(results) - accepted,
-                                  "results": results}, status=202 if accepted else 400)
+        body = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+        if not accepted:  # a 400 is an error like every other, with each message's reason too
+            return web.json_response({"error": "no message of the batch was accepted", **body},
+                                     status=400)
+        return web.json_response(body, status=202)
 
     async def preview_view(self, request: web.Request) -> web.Response:
         await self._tenant(request)

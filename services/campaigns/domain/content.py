@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from services.core.db.campaigns_models import ContentItem
 
-from .campaigns import CampaignError, utcnow
+from .campaigns import CampaignError, aware, utcnow
 from .policy import zone
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -53,4 +53,4 @@ def current(s: Session, tenant_id: str, name: str, now: datetime, tz: str = "UTC
 
 def item_json(r: ContentItem) -> dict[str, Any]:
     return {"name": r.name, "for_date": r.for_date or None, "body": r.body,
-            "updated_at": r.updated_at.isoformat() if r.updated_at else None}
+            "updated_at": aware(r.updated_at).isoformat() if r.updated_at else None}

@@ -181,13 +181,22 @@ class CampaignsApi(ApiBase):
             raise BadRequest(f"no contact {msisdn}", 404)
         return c
 
+    @staticmethod
+    def _contact_number(request: web.Request) -> str:
+        """The path's number, normalised; a path that is no number names no contact (404)."""
+        raw = request.match_info["msisdn"]
+        try:
+            return contacts.normalise_msisdn(raw)
+        except ContactError:
+            raise BadRequest(f"no contact {raw}", 404) from None
+
     async def get_contact(self, request: web.Request, tenant: str) -> web.Response:
-        msisdn = contacts.normalise_msisdn(request.match_info["msisdn"])
+        msisdn = self._contact_number(request)
         return ok(await self.tx(lambda s: contacts.contact_json(self._contact(s, tenant, msisdn))),
                   "contact")
 
     async def delete_contact(self, request: web.Request, tenant: str) -> web.Response:
-        msisdn = contacts.normalise_msisdn(request.match_info["msisdn"])
+        msisdn = self._contact_number(request)
 
         def run(s):
             c = self._contact(s, tenant, msisdn)
@@ -381,7 +390,8 @@ class CampaignsApi(ApiBase):
             rows = s.scalars(select(CampaignInbound).where(CampaignInbound.campaign_id == cid)
                              .order_by(CampaignInbound.received_at.desc()).limit(limit))
             return {"replies": [{"from": r.msisdn, "text": r.text, "kind": r.kind, "reply": r.reply,
-                                 "received_at": r.received_at.isoformat()} for r in rows]}
+                                 "received_at": campaigns.aware(r.received_at).isoformat()}
+                                for r in rows]}
         return ok(await self.tx(run), "replies")
 
     async def put_table(self, request: web.Request, tenant: str) -> web.Response:

@@ -44,8 +44,12 @@ class WebhooksApi(ApiBase):
                                               for i in ids))):
             raise BadRequest('body must be {} or {"ids": [<delivery id>, ...]}', field="ids")
 
+        # An id outside the database's id range names no delivery; passed on it overflows the
+        # driver's integer instead of matching nothing.
+        wanted = None if ids is None else [i for i in ids if 0 < i < 2**63]
+
         def run(s) -> int:
-            n = webhooks.replay(s, tenant, self.settings.webhook_max_age_s, ids)
+            n = webhooks.replay(s, tenant, self.settings.webhook_max_age_s, wanted)
             if n:
                 record(s, request, "replay", "webhook_deliveries",
                        after={"replayed": n, "ids": ids if ids is not None else "all failed"})
