@@ -27,6 +27,7 @@ import httpx
 from services.core.settings import Settings
 
 from .brands import add_commands as add_brand_commands
+from .dlq import register as register_dlq
 from .progress import Progress
 from .schemes import register as register_schemes
 
@@ -589,6 +590,7 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_webhooks)
     register_schemes(sub)  # lottery, gifts, points, members (services/cli/schemes.py)
     add_brand_commands(sub)  # brands, products, batches, codes (services/cli/brands.py)
+    register_dlq(sub)  # dlq topics|list|show|replay (services/cli/dlq.py)
     return p
 
 

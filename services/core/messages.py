@@ -158,6 +158,34 @@ def record_accepted_many(s: Session, events: list[dict[str, Any]]) -> dict[str, 
     return rows
 
 
+def history_event_id(msg: Message, status: str) -> str:
+    """The history row id of ``msg`` reaching ``status`` in its current try: ``<id>:<status>``
+    on the first, ``<id>:<status>:<n>`` on the n-th (after DLQ replays), so each try is kept."""
+    n = msg.attempt or 1
+    return f"{msg.id}:{status}" if n <= 1 else f"{msg.id}:{status}:{n}"
+
+
+def reset_for_replay(s: Session, msg: Message, reason: str, at: datetime | None = None) -> bool:
+    """The one way back from 'failed': an operator replays the message from the DLQ. It becomes
+    'accepted' again in a new try (``attempt`` + 1, a new carrier id to come), with a history
+    row of its own; the first try's history stays. Conditional on the row still being
+    'failed', so two replays racing reset it once. Returns whether it was reset."""
+    at = at or datetime.now(timezone.utc)
+    n = (msg.attempt or 1) + 1
+    moved = s.execute(
+        update(Message).where(Message.id == msg.id, Message.status == "failed")
+        .values(status="accepted", reason=reason, attempt=n, carrier_message_id=None, updated_at=at)
+        .execution_options(synchronize_session=False)).rowcount
+    if not moved:
+        return False
+    for key, value in (("status", "accepted"), ("reason", reason), ("attempt", n),
+                       ("carrier_message_id", None), ("updated_at", at)):
+        set_committed_value(msg, key, value)
+    s.add(MessageEvent(event_id=history_event_id(msg, "accepted"), message_id=msg.id,
+                       status="accepted", reason=reason, occurred_at=at))
+    return True
+
+
 def transition(s: Session, msg: Message, status: str, *, reason: str | None = None,
                carrier: str | None = None, event_id: str | None = None,
                at: datetime | None = None) -> bool:
@@ -168,7 +196,7 @@ def transition(s: Session, msg: Message, status: str, *, reason: str | None = No
     loser re-reads the row and decides again from what is really there.
     """
     at = at or datetime.now(timezone.utc)
-    eid = event_id or f"{msg.id}:{status}"
+    eid = event_id or history_event_id(msg, status)
     for _ in range(3):
         seen = msg.status
         if status not in TRANSITIONS.get(seen, set()):
@@ -229,7 +257,7 @@ def transition_many(s: Session, moves: list[Move]) -> list[Move]:
         stmt = update(t).where(t.c.id.in_(list(by_id)), t.c.status == seen).values(**values)
         moved = [by_id[i] for i in s.execute(stmt.returning(t.c.id)).scalars()]
         insert_ignoring_conflicts(s, MessageEvent, [
-            {"event_id": f"{m.msg.id}:{status}", "message_id": m.msg.id, "status": status,
+            {"event_id": history_event_id(m.msg, status), "message_id": m.msg.id, "status": status,
              "reason": m.reason, "carrier": m.carrier, "occurred_at": m.at} for m in moved])
         for m in moved:
             for key, value in (("status", status), ("reason", m.reason), ("updated_at", m.at)):

@@ -22,6 +22,7 @@ from services.core.db.models import Message, Tenant
 from services.core.messages import (
     OPTOUT_CONFIRMATION,
     Move,
+    history_event_id,
     is_optout_confirmation,
     parse_ts,
     record_accepted,
@@ -80,7 +81,8 @@ def status_event(msg: Message, status: str, *, reason: str | None = None,
         segments=msg.segments, encoding=msg.encoding,
         occurred_at=iso(at or msg.updated_at),
     )
-    ev["event_id"] = str(uuid.uuid5(_STATUS_NS, f"{msg.id}:{status}"))
+    # A later try (a DLQ replay, services/core/dlq_replay.py) announces its statuses anew.
+    ev["event_id"] = str(uuid.uuid5(_STATUS_NS, history_event_id(msg, status)))
     return ev
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -149,6 +150,9 @@ class Message(Base):
     carrier_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # 1, or the number of the try after an operator replayed it from the DLQ (migration 0012):
+    # the history ids and status event ids of a later try carry it, so both tries are kept.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class MessageEvent(Base):
@@ -162,6 +166,24 @@ class MessageEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     carrier: Mapped[str | None] = mapped_column(String(64), nullable=True)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DlqReplay(Base):
+    """A dead-lettered record an operator replayed (services/core/dlq_replay.py): at most once
+    per DLQ position, with what the replay did."""
+
+    __tablename__ = "dlq_replays"
+    __table_args__ = (UniqueConstraint("dlq_topic", "partition", "offset", name="uq_dlq_replay_record"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dlq_topic: Mapped[str] = mapped_column(String(249))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    original_topic: Mapped[str] = mapped_column(String(249))
+    tenant_id: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(254))
+    replayed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class PendingDlr(Base):
