@@ -1,6 +1,9 @@
 """`make run`: the whole platform on embedded defaults, supervised, until Ctrl-C.
 
 Order: broker -> topics -> database migrations -> demo data -> carrier simulator -> processors.
+``HERALD_DEMO_CARRIER=smpp``: the demo carrier is an SMPP bind to jSMPP's SMSC simulator
+(deploy/smsc/smsc.sh, started before the processors and stopped after them) instead of the
+HTTP simulator.
 A process that exits on its own is restarted with backoff (and a line naming it and its exit
 status); the others keep working. The supervisor's state (per process: pid, state, restarts,
 last exit status, since) is kept in ``.run/stack.json``; ``python deploy/devstack.py status``
@@ -47,12 +50,28 @@ def is_cluster(bootstrap: str) -> bool:
     return len([a for a in bootstrap.split(",") if a.strip()]) > 1
 
 
-def platform_specs(s: Any, workers: int = 1) -> list[ProcSpec]:
+SMSC_PORT = 8056  # jSMPP's simulator with HERALD_DEMO_CARRIER=smpp
+
+
+def smpp_demo_carriers(path: Path, port: int = SMSC_PORT) -> Path:
+    """The demo carrier as an SMPP bind to jSMPP's simulator (deploy/smsc), which takes the one
+    account herald/herald, answers submit_sm and sends a receipt for each about a second later."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"carriers": [{
+        "name": "sim", "kind": "smpp", "api_token": "herald", "prefixes": ["+"], "priority": 10,
+        "rate_per_second": 2000, "timeout_s": 5,
+        "options": {"host": "127.0.0.1", "port": port, "system_id": "herald", "window": 10}}]}, indent=2))
+    return path
+
+
+def platform_specs(s: Any, workers: int = 1, carrier: str = "http") -> list[ProcSpec]:
     """The processes of `make run`, in start order. Add a process here (name, module, port).
     ``workers`` > 1 runs that many worker processes of each hot processor (same consumer group,
-    each its own /health port: the first's port + 100 * n)."""
+    each its own /health port: the first's port + 100 * n). ``carrier`` "smpp": no HTTP carrier
+    simulator (deploy/smsc/smsc.sh runs jSMPP's instead, outside the supervisor, like the broker)."""
     py = sys.executable
-    specs = [ProcSpec("simulator", [py, "-m", "services.simulator"], None, stop_group=4)]
+    specs = [] if carrier == "smpp" else [
+        ProcSpec("simulator", [py, "-m", "services.simulator"], None, stop_group=4)]
     for name, group in (("ingress", 0), ("console", 0), ("router", 1), ("egress", 2), ("campaigns", 1),
                         ("verifier", 1), ("ledger", 1), ("bridge", 1), ("metrics", 3)):
         port = getattr(s, f"{name}_port")
@@ -259,6 +278,12 @@ def main() -> int:
         os.environ.setdefault("HERALD_TOPIC_REPLICATION", "3")
         os.environ.setdefault("HERALD_TOPIC_MIN_ISR", "2")
     workers = int(os.environ.get("HERALD_RUN_WORKERS", "2" if cluster else "1"))
+    carrier = os.environ.get("HERALD_DEMO_CARRIER", "http")
+    if carrier not in ("http", "smpp"):
+        sys.exit(f"HERALD_DEMO_CARRIER must be http or smpp, not {carrier!r}")
+    smsc_env = {**os.environ, "SMSC_PORT": str(SMSC_PORT)}
+    if carrier == "smpp":  # every process reads this carriers file (children inherit it)
+        os.environ["HERALD_CARRIERS_FILE"] = str(smpp_demo_carriers(ROOT / ".run" / "carriers-smpp.json"))
     stopping = False
 
     def on_signal(signum, _frame):
@@ -268,7 +293,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    sup = Supervisor(platform_specs(s, workers), log_dir=logs)
+    sup = Supervisor(platform_specs(s, workers, carrier), log_dir=logs)
     try:
         step("starting the Kafka broker")
         subprocess.run([*broker, "start"], check=True, env=kafka_env)
@@ -278,6 +303,9 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "services.core.db.migrate", "up"], check=True)
         subprocess.run([sys.executable, "-m", "services.core.demo"], check=True)
         subprocess.run([sys.executable, "-m", "services.console.demo"], check=True)
+        if carrier == "smpp":
+            step(f"starting jSMPP's SMSC simulator on 127.0.0.1:{SMSC_PORT} (the demo carrier)")
+            subprocess.run(["deploy/smsc/smsc.sh", "start"], check=True, env=smsc_env)
         sup.start_all()
 
         deadline = time.monotonic() + 90
@@ -307,6 +335,8 @@ def main() -> int:
     finally:
         step("stopping")
         sup.stop_all()
+        if carrier == "smpp":
+            subprocess.run(["deploy/smsc/smsc.sh", "stop"], check=False, env=smsc_env)
         subprocess.run([*broker, "stop"], check=False, env=kafka_env)
         step("stopped")
 

@@ -88,6 +88,7 @@ class SmppOptions:
     receipt_id_form: str = "auto"
     throttle_pause_s: float = 1.0
     service_type: str = ""
+    national_country_code: str = ""  # e.g. "86": MO senders in national form made international
 
     @classmethod
     def from_carrier(cls, c: Carrier) -> SmppOptions:
@@ -115,7 +116,11 @@ class SmppOptions:
             submit_id_form=str(o.get("submit_id_form", "auto")),
             receipt_id_form=str(o.get("receipt_id_form", "auto")),
             throttle_pause_s=float(o.get("throttle_pause_s", 1.0)),
-            service_type=str(o.get("service_type", "")))
+            service_type=str(o.get("service_type", "")),
+            national_country_code=str(o.get("national_country_code", "")).lstrip("+"))
+        if opts.national_country_code and not (opts.national_country_code.isdigit()
+                                               and 1 <= len(opts.national_country_code) <= 3):
+            raise ValueError(f"carrier {c.name!r}: national_country_code must be 1 to 3 digits")
         if opts.bind_mode not in ("trx", "tx+rx"):
             raise ValueError(f"carrier {c.name!r}: bind_mode must be 'trx' or 'tx+rx'")
         if opts.long_messages not in ("udh8", "udh16", "sar", "payload"):
@@ -357,7 +362,7 @@ class SmppConnector:
 
     async def _mo(self, sm: P.ShortMessage) -> None:
         assert self.sink is not None
-        sender = _e164(sm.source_addr)
+        sender = subscriber_number(sm.source_addr, sm.source_addr_ton, self.opts.national_country_code)
         to = sm.destination_addr
         if sm.dest_addr_ton == 1 and to.isdigit() and len(to) >= 10:
             to = "+" + to  # an international number; shorter ones are the platform's short codes
@@ -405,8 +410,22 @@ def _with(sm: P.ShortMessage, **changes: Any) -> P.ShortMessage:
     return replace(sm, **changes)
 
 
-def _e164(addr: str) -> str:
-    digits = addr.lstrip("+")
-    if not digits.isdigit() or not 6 <= len(digits) <= 15:
-        raise ValueError(f"MO sender {addr!r} is not an international number")
+def subscriber_number(addr: str, ton: int, country_code: str = "") -> str:
+    """An MO sender in E.164. SMSCs send international numbers without the '+' (TON 1), and
+    many send national ones (TON 2, or TON 0 with the trunk prefix 0): those need the carrier's
+    ``national_country_code``. Short codes and alphanumeric senders are refused: Herald's
+    subscribers are E.164 numbers, and a reply to them could not be sent."""
+    digits = addr.strip().lstrip("+")
+    if not digits.isdigit():
+        raise ValueError(f"MO sender {addr!r} is not a subscriber number")
+    if ton != 1 and not addr.startswith("+"):
+        if ton == 0 and digits.startswith("00"):
+            digits = digits[2:]  # international call prefix
+        elif ton == 2 or (ton == 0 and digits.startswith("0")):
+            if not country_code:
+                raise ValueError(f"MO sender {addr!r} (TON {ton}) is national: it needs the "
+                                 "carrier's national_country_code")
+            digits = country_code + digits.removeprefix("0")  # trunk prefix dropped
+    if digits.startswith("0") or not 7 <= len(digits) <= 15:
+        raise ValueError(f"MO sender {addr!r} (TON {ton}) is not an international number")
     return "+" + digits
