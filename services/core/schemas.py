@@ -156,6 +156,8 @@ def parse_object(raw: bytes | str | None) -> dict[str, Any]:
         event = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise EventInvalid(f"value is not JSON: {exc}", "invalid_json") from None
+    except RecursionError:  # nesting deeper than the parser's stack: bad input, not a crash
+        raise EventInvalid("value is not JSON Herald reads: nested too deeply", "invalid_json") from None
     if not isinstance(event, dict):
         raise EventInvalid("value is not a JSON object", "schema_violation")
     return event

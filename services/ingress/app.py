@@ -60,6 +60,8 @@ async def _json(request: web.Request) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"body is not JSON: {exc}") from None
+    except RecursionError:  # nesting deeper than the parser's stack
+        raise BadRequest("body is not JSON Herald reads: nested too deeply") from None
 
 
 class Ingress:

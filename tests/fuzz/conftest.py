@@ -50,3 +50,9 @@ def api(fuzz_stack, carriers_file):
     console = fuzz_stack.start("services.console", **env)
     ingress = fuzz_stack.start("services.ingress", **env)
     return {"key": key, "console": console, "ingress": ingress}
+
+
+def pytest_collection_modifyitems(items):
+    """The secrets check reads the logs of every other test of the run: it goes last."""
+    last = [i for i in items if i.path.name == "test_log_secrets.py"]
+    items[:] = [i for i in items if i.path.name != "test_log_secrets.py"] + last

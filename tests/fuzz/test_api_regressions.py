@@ -68,3 +68,9 @@ def test_content_times_carry_their_utc_offset_as_rfc_3339_asks(api):
     (item,) = [i for i in listed.json()["content"] if i["name"] == "fuzz-menu"]
     assert item["updated_at"].endswith("+00:00"), item
     assert _schema("ContentItem").is_valid(item)
+
+
+def test_a_body_nested_deeper_than_the_json_parser_goes_is_a_bad_request(api):
+    with _client(api, "console") as c:
+        r = c.post("/v1/contacts", content=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.json()["error"]

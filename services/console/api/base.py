@@ -66,6 +66,8 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"body is not JSON: {exc}") from None
+    except RecursionError:  # nesting deeper than the parser's stack
+        raise BadRequest("body is not JSON Herald reads: nested too deeply") from None
 
 
 async def spool(request: web.Request) -> tempfile.SpooledTemporaryFile:
