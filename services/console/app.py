@@ -20,7 +20,7 @@ from services.core.webservice import add_health_routes, serve
 from . import api
 from .views import analytics as analytics_views
 from .views import audit as audit_views
-from .views import auth, dashboard, integrations, operator, team
+from .views import auth, dashboard, integrations, operator, operator_pipeline, operator_platform, team
 from .views import brands as brand_views
 from .views import campaigns as campaign_views
 from .views import club as club_views
@@ -46,6 +46,7 @@ PAGE_ROUTES += [content_views.routes, campaign_views.routes]  # content's paths 
 PAGE_ROUTES += [contacts_views.routes]
 PAGE_ROUTES += [code_views.routes, analytics_views.routes, brand_views.routes]  # before /brands/{slug}
 PAGE_ROUTES += [lottery_views.routes, points_views.routes, club_views.routes]  # issue 12 pages 4-6
+PAGE_ROUTES += [operator_pipeline.routes, operator_platform.routes]  # issue 12 operator area
 
 
 def build_app(console: Console) -> web.Application:

@@ -82,6 +82,13 @@ class DeadLetter:
         return f"{self.partition}:{self.offset}"
 
     @property
+    def failed_time(self) -> datetime | None:
+        try:
+            return datetime.fromisoformat(self.failed_at.replace("Z", "+00:00")) if self.failed_at else None
+        except ValueError:
+            return None
+
+    @property
     def text(self) -> str | None:
         """The original bytes as text, or None when they are not UTF-8."""
         try:

@@ -1,5 +1,7 @@
 """Operator pages (platform role only): tenants, a new tenant with its first owner, suspend
-and resume, and the installation's processes with their restart counts."""
+and resume (a suspended tenant's API keys are refused with 403 naming the suspension; its
+inbound texts are still recorded), and the installation's processes with their restart counts
+(shown on the pipeline tab, views/operator_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -23,9 +25,8 @@ async def _page(request: web.Request, status: int = 200, errors: dict | None = N
                 form: dict | None = None, created: tuple[str, str] | None = None) -> web.Response:
     console = console_of(request)
     rows = await console.run(platform.tenants)
-    state = platform.stack_state(Path(console.settings.stack_state_file))
     resp = render(request, "operator.html", status=status, title=i18n.gettext("Platform"),
-                  rows=rows, errors=errors or {}, form=form or {}, created=created, state=state)
+                  rows=rows, errors=errors or {}, form=form or {}, created=created)
     if created:
         resp.headers["Cache-Control"] = "no-store"
     return resp
