@@ -9,6 +9,7 @@ import base64
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
 from collections import deque
@@ -62,6 +63,14 @@ class SignInLimiter:
             return False
         q.append(now)
         return True
+
+    def retry_after(self, who: str, now: float | None = None) -> int:
+        """Whole seconds until ``who`` may try again (for a 429's Retry-After; at least 1)."""
+        now = now or time.monotonic()
+        q = self.seen.get(who)
+        if not q or len(q) < self.limit:
+            return 1
+        return max(1, math.ceil(q[0] + 60 - now))
 
 
 class Console:

@@ -51,9 +51,12 @@ async def login(request: web.Request) -> web.StreamResponse:
         return render_login(request, status=status, title=i18n.gettext("Sign in"),
                             errors={"form": message}, email=email, next=nxt)
 
-    if not console.limiter.allow(client_address(request)):
-        return fail(i18n.gettext(
+    who = client_address(request)
+    if not console.limiter.allow(who):
+        limited = fail(i18n.gettext(
             "Too many sign-in attempts from your address. Wait a minute and try again."), 429)
+        limited.headers["Retry-After"] = str(console.limiter.retry_after(who))
+        return limited
 
     def attempt(s):
         try:
