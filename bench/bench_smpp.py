@@ -17,9 +17,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from services.carriers.base import Submission
+from services.carriers.smpp.connector import SmppConnector
 from services.core.carriers import Carrier
-from services.egress.connectors.base import Submission
-from services.egress.connectors.smpp.connector import SmppConnector
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,6 +23,9 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from services.carriers import Connector, SubmitResult
+from services.carriers import build as build_connector
+from services.carriers.smpp import parts as smpp_parts
 from services.core import metrics
 from services.core.carriers import Carrier, load_carriers
 from services.core.dlq import dlq_record
@@ -31,9 +34,6 @@ from services.core.schemas import encode
 from services.core.secrets import SecretBox
 from services.core.topics import SMS_DELIVERY, SMS_OUTBOUND, SMS_STATUS, dlq_name
 from services.egress import deferral, dlr, domain
-from services.egress.connectors import Connector, SubmitResult
-from services.egress.connectors import build as build_connector
-from services.egress.connectors.smpp import parts as smpp_parts
 from services.egress.delivery import PermanentFailure, RetryBudgetExhausted, submit_with_failover
 from services.egress.domain import SendPlan
 from services.egress.optouts import OptOutView

@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Float, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from services.carriers.base import Submission
 from services.core.db.models import Base
 from services.core.secrets import SecretBox
-from services.egress.connectors.base import Submission
 from services.egress.domain import SendPlan
 
 SEAL_PURPOSE = "herald/egress/deferred"

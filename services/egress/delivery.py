@@ -21,7 +21,14 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 
-from .connectors.base import CarrierError, ConnectionFailed, Connector, Submission, SubmitResult, Throttled
+from services.carriers.base import (
+    CarrierError,
+    ConnectionFailed,
+    Connector,
+    Submission,
+    SubmitResult,
+    Throttled,
+)
 
 
 class DeliveryFailed(Exception):

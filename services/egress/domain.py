@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from services.carriers.base import Submission, SubmitResult
 from services.core.carriers import Carrier, route
 from services.core.db.models import Message, Tenant
 from services.core.messages import (
@@ -32,7 +33,6 @@ from services.core.messages import (
 )
 from services.core.schemas import new_event
 from services.core.sms_encoding import segment
-from services.egress.connectors.base import Submission, SubmitResult
 
 # Status event ids are derived from (message, status) so a re-emitted status is recognisably the
 # same event to consumers that deduplicate on event_id.

@@ -17,15 +17,15 @@ import smpp34
 
 from services.core.carriers import Carrier
 from services.core.schemas import validate
-from services.egress.connectors.base import (
+from services.carriers.base import (
     ConnectionFailed,
     RejectedByCarrier,
     Submission,
     Throttled,
     TransientError,
 )
-from services.egress.connectors.smpp import pdu as P
-from services.egress.connectors.smpp.connector import SmppConnector
+from services.carriers.smpp import pdu as P
+from services.carriers.smpp.connector import SmppConnector
 
 PORTS = itertools.count(19410)
 

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from services.carriers.base import ConnectionFailed, Submission, SubmitResult, Throttled
 from services.core.processor import In
 from services.core.settings import Settings
-from services.egress.connectors.base import ConnectionFailed, Submission, SubmitResult, Throttled
 from services.egress.deferral import DeferredSend
 from services.egress.delivery import RetryBudgetExhausted, submit_with_failover
 from tests.unit.test_egress_domain import CARRIERS, db, optouts, outbound, row  # noqa: F401

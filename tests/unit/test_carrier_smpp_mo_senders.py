@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from deploy import devstack
+from services.carriers.smpp.connector import SmppOptions, subscriber_number
 from services.core.carriers import load_carriers
 from services.core.settings import Settings
-from services.egress.connectors.smpp.connector import SmppOptions, subscriber_number
 
 
 @pytest.mark.parametrize(("addr", "ton", "cc", "expected"), [

@@ -1,4 +1,4 @@
-"""The HTTP connector, table-driven over services/egress/connectors/http/testdata/*.json (each a
+"""The HTTP connector, table-driven over services/carriers/http/testdata/*.json (each a
 carrier answer and the result or named error it must become), plus the real simulator."""
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 
-from services.core.carriers import Carrier
-from services.egress import connectors
-from services.egress.connectors import (
+import services.carriers as connectors
+from services.carriers import (
     CarrierError,
     ConnectionFailed,
     Connector,
@@ -27,7 +26,8 @@ from services.egress.connectors import (
     TransientError,
     build,
 )
-from services.egress.connectors.http.connector import HttpConnector
+from services.carriers.http.connector import HttpConnector
+from services.core.carriers import Carrier
 from services.simulator.server import SIMULATOR, SimulatorConfig, create_app
 
 TESTDATA = Path(connectors.__file__).parent / "http" / "testdata"
@@ -154,8 +154,8 @@ def test_the_registry_builds_an_http_connector_for_an_http_carrier():
 
 
 def test_the_registry_refuses_an_unknown_kind_naming_the_known_ones():
-    with pytest.raises(ValueError, match="'http'"):
-        build(carrier(kind="smpp"))
+    with pytest.raises(ValueError, match=r"kind 'ucp'; known kinds: .*'http'.*'smpp'"):
+        build(carrier(kind="ucp"))
 
 
 def test_against_the_real_simulator_accept_throttle_down_reject_timeout_and_refused():

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.egress.connectors.base import (
+from services.carriers.base import (
     CarrierError,
     ConnectionFailed,
     RecipientOptedOut,

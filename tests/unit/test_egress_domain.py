@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from services.carriers.base import SubmitResult
 from services.core.carriers import Carrier
 from services.core.db import Database
 from services.core.db.models import Message, MessageEvent, OptOut, PendingDlr, Tenant
 from services.core.messages import message_id_for
 from services.core.schemas import encode, new_event
 from services.egress import dlr, domain
-from services.egress.connectors.base import SubmitResult
 from services.egress.optouts import OptOutView, state_blocks
 
 CARRIERS = {
@@ -340,7 +340,7 @@ def test_the_same_request_twice_in_one_batch_is_submitted_once(db, optouts):
 
 
 def test_a_carrier_that_stays_down_parks_the_message_instead_of_failing_it(db, optouts):
-    from services.egress.connectors.base import TransientError
+    from services.carriers.base import TransientError
 
     conn = FakeConnector("sim", TransientError("service unavailable"))
     ev = outbound()
@@ -351,7 +351,7 @@ def test_a_carrier_that_stays_down_parks_the_message_instead_of_failing_it(db, o
 
 
 def test_a_carrier_refusal_fails_the_message_with_the_carriers_reason_and_no_dead_letter(db, optouts):
-    from services.egress.connectors.base import RejectedByCarrier
+    from services.carriers.base import RejectedByCarrier
 
     outs = run_batch(egress_with(db, optouts, FakeConnector("sim", RejectedByCarrier("invalid destination"))),
                      [outbound()])

@@ -12,11 +12,11 @@ import smpp34
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.egress.connectors.smpp import pdu as P
-from services.egress.connectors.smpp import receipt as R
-from services.egress.connectors.smpp import text as T
+from services.carriers.smpp import pdu as P
+from services.carriers.smpp import receipt as R
+from services.carriers.smpp import text as T
 
-TESTDATA = Path(__file__).resolve().parents[2] / "services/egress/connectors/smpp/testdata"
+TESTDATA = Path(__file__).resolve().parents[2] / "services/carriers/smpp/testdata"
 PDU_FIXTURES = sorted(p for p in TESTDATA.glob("*.json")
                       if p.stem not in ("bad_frames", "text_codings", "receipts"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.egress.connectors.smpp.receipt import IdMatcher, canonical, convert
+from services.carriers.smpp.receipt import IdMatcher, canonical, convert
 
 
 @pytest.mark.parametrize("raw, form, expected", [
