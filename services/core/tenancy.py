@@ -66,15 +66,17 @@ class KeyIdentity:
 
     tenant_id: str
     prefix: str
+    suspended: bool = False  # its tenant is suspended: the key is known but refused (403)
 
     @property
     def actor(self) -> str:
         return f"api-key:{self.prefix}"
 
 
-def identify(s: Session, key: str | None) -> KeyIdentity | None:
+def identify(s: Session, key: str | None, *, suspended: bool = False) -> KeyIdentity | None:
     """The identity of a key, or None (unknown, malformed, revoked, or its tenant inactive).
-    The stored hash is compared in constant time."""
+    The stored hash is compared in constant time. With ``suspended`` a valid key of a suspended
+    tenant comes back marked ``suspended`` rather than None, so it can be refused by name."""
     m = KEY_RE.match(key or "")
     if not m:
         return None
@@ -84,8 +86,10 @@ def identify(s: Session, key: str | None) -> KeyIdentity | None:
     if not hmac.compare_digest(row.key_hash, hash_key(key or "")):
         return None
     tenant = s.get(Tenant, row.tenant_id)
-    if tenant is None or not tenant.active:
+    if tenant is None:
         return None
+    if not tenant.active:
+        return KeyIdentity(tenant.id, row.prefix, suspended=True) if suspended else None
     return KeyIdentity(tenant.id, row.prefix)
 
 
@@ -97,14 +101,24 @@ def authenticate(s: Session, key: str | None) -> str | None:
 
 MISSING_KEY = "missing API key (Authorization: Bearer <key>)"
 INVALID_KEY = "invalid API key"
+SUSPENDED = ("tenant {tenant} is suspended by the platform operator: its API keys are refused "
+             "until it is resumed (its inbound texts are still recorded)")
 
 
 class KeyRefused(Exception):
-    """No key, or a key that is not (or no longer) valid; ``reason`` is safe to answer with."""
+    """No key, or a key that is not (or no longer) valid; ``reason`` is safe to answer with,
+    ``status`` the HTTP status to answer (401; 403 for a suspended tenant's valid key)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, status: int = 401) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.status = status
+
+
+def _refuse_suspended(found: KeyIdentity) -> KeyIdentity:
+    if found.suspended:
+        raise KeyRefused(SUSPENDED.format(tenant=found.tenant_id), 403)
+    return found
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str:
@@ -131,6 +145,12 @@ class KeyResolver:
         self._lock = threading.Lock()
 
     def resolve(self, key: str | None) -> KeyIdentity | None:
+        """The identity of a usable key, or None (a suspended tenant's key included)."""
+        found = self.lookup(key)
+        return None if found is None or found.suspended else found
+
+    def lookup(self, key: str | None) -> KeyIdentity | None:
+        """Like ``resolve``, but a suspended tenant's valid key comes back marked ``suspended``."""
         if not key or not KEY_RE.match(key):
             return None
         digest = hash_key(key)
@@ -140,7 +160,7 @@ class KeyResolver:
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
         with self._session() as s:
-            found = identify(s, key)
+            found = identify(s, key, suspended=True)
         with self._lock:
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()
@@ -158,14 +178,15 @@ class KeyResolver:
                                if v[1] is None or v[1].prefix != prefix}
 
     def check(self, headers: Mapping[str, str]) -> KeyIdentity:
-        """The identity of a request's key, or KeyRefused (missing or invalid)."""
+        """The identity of a request's key, or KeyRefused (missing, invalid, or 403 for a
+        suspended tenant's)."""
         key = key_from_headers(headers)
         if not key:
             raise KeyRefused(MISSING_KEY)
-        found = self.resolve(key)
+        found = self.lookup(key)
         if found is None:
             raise KeyRefused(INVALID_KEY)
-        return found
+        return _refuse_suspended(found)
 
     async def check_async(self, headers: Mapping[str, str]) -> KeyIdentity:
         """``check`` off the event loop (a cache miss reads the database)."""
@@ -178,10 +199,10 @@ class KeyResolver:
         if hit is not None and self._clock() - hit[0] < self.ttl_s:
             found = hit[1]
         else:
-            found = await asyncio.to_thread(self.resolve, key)
+            found = await asyncio.to_thread(self.lookup, key)
         if found is None:
             raise KeyRefused(INVALID_KEY)
-        return found
+        return _refuse_suspended(found)
 
 
 def revoke_api_key(s: Session, prefix: str) -> None:

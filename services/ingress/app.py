@@ -141,9 +141,10 @@ class Ingress:
     async def _tenant(self, request: web.Request) -> str:
         try:
             return (await self.keys.check_async(request.headers)).tenant_id
-        except KeyRefused as exc:
-            raise web.HTTPUnauthorized(text=json.dumps({"error": exc.reason}),
-                                       content_type="application/json") from None
+        except KeyRefused as exc:  # 401, or 403 naming a suspended tenant
+            refused = web.HTTPForbidden if exc.status == 403 else web.HTTPUnauthorized
+            raise refused(text=json.dumps({"error": exc.reason}),
+                          content_type="application/json") from None
 
     def _tenant_senders(self, tenant: str) -> set[str]:
         now = time.monotonic()

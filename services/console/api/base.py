@@ -127,7 +127,7 @@ class ApiBase:
             try:
                 who = await self.resolver.check_async(request.headers)
             except KeyRefused as exc:
-                return error(401, exc.reason, name)
+                return error(exc.status, exc.reason, name)
             request[KEY_KEY] = who
             try:
                 return await handler(request, who.tenant_id)
