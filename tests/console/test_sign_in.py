@@ -89,3 +89,20 @@ def test_the_next_page_after_sign_in_stays_on_this_site(browser):
     resp, _ = browser.post("/login", {"email": "owner@acme.example", "password": PASSWORD,
                                       "next": "//evil.example/"}, allow_redirects=False)
     assert resp.headers["Location"] == "/"
+
+
+def test_the_dashboard_ranks_the_keywords_texted_today(browser, console_db):
+    from datetime import UTC, datetime
+
+    from services.core.db.inbox_models import InboundText
+
+    with console_db.session() as s:
+        for i, kw in enumerate(["BAL", "BAL", "BAL", "INFO", "INFO", "CODE"]):
+            s.add(InboundText(message_id=f"m{i}", tenant_id="acme", sender="+8613800000001",
+                              number="10690001", text=kw, received_at=datetime.now(UTC), keyword=kw))
+        s.add(InboundText(message_id="x", tenant_id="other", sender="+8613800000002",
+                          number="10690002", text="ZZZ", received_at=datetime.now(UTC), keyword="ZZZ"))
+    browser.sign_in("owner@acme.example")
+    _, body = browser.get("/dashboard/figures?period=today")
+    assert body.index("BAL") < body.index("INFO") < body.index("CODE")
+    assert "ZZZ" not in body

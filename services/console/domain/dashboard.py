@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from services.core.db.bridge_models import MetricWindow
 from services.core.db.campaigns_models import Campaign
+from services.core.db.inbox_models import InboundText
 from services.core.db.models import Message, OptOut
 
 PERIODS = {"today": 0, "7d": 7, "30d": 30}
@@ -89,3 +90,13 @@ def live_campaigns(s: Session, tenant_id: str, limit: int = 5) -> list[Campaign]
     return list(s.scalars(select(Campaign).where(
         Campaign.tenant_id == tenant_id, Campaign.status.in_(("running", "scheduled", "paused")))
         .order_by(Campaign.created_at.desc()).limit(limit)))
+
+
+def top_keywords(s: Session, tenant_id: str, since: datetime, limit: int = 5) -> list[tuple[str, int]]:
+    """The keywords texted most since ``since`` (from the inbox log), with their counts."""
+    n = func.count().label("n")
+    return [(k, int(c)) for k, c in s.execute(
+        select(InboundText.keyword, n).where(
+            InboundText.tenant_id == tenant_id, InboundText.received_at >= since,
+            InboundText.keyword.is_not(None), InboundText.keyword != "")
+        .group_by(InboundText.keyword).order_by(n.desc(), InboundText.keyword).limit(limit))]

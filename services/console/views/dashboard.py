@@ -25,11 +25,11 @@ async def _figures(request: web.Request) -> dict:
         daily = period != "today"
         points = dashboard.series(s, tenant, since, zone, daily=daily)
         campaigns = dashboard.live_campaigns(s, tenant)
-        return t, points, campaigns
+        return t, points, campaigns, dashboard.top_keywords(s, tenant, since)
 
-    t, points, campaigns = await console_of(request).run(load)
+    t, points, campaigns, keywords = await console_of(request).run(load)
     return {
-        "period": period, "totals": t, "campaigns": campaigns,
+        "period": period, "totals": t, "campaigns": campaigns, "keywords": keywords,
         "chart_sent": svg_bars([(label, sent) for label, sent, _ in points]),
         "chart_delivered": svg_bars([(label, d) for label, _, d in points], color="#16a34a"),
     }
