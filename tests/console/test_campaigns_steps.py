@@ -95,3 +95,17 @@ def test_another_tenants_campaign_is_404_whatever_the_url(browser, console_db):
         resp, _ = browser.post(f"/campaigns/{cid}/actions/{step}")
         assert resp.status == 404
     assert _status(console_db, cid) == "scheduled"
+
+
+def test_the_progress_partial_also_updates_the_status_badge_in_the_header(browser, console_db):
+    from services.core.db.campaigns_models import Campaign
+
+    with console_db.session() as s:
+        s.add(Campaign(id="c-badge", tenant_id="acme", name="Badge", kind="notification",
+                       status="completed", config={}, audience_kind="all"))
+    browser.sign_in("owner@acme.example")
+    resp, body = browser.get("/campaigns/c-badge/progress")
+    assert resp.status == 200
+    assert 'id="campaign-status"' in body and 'hx-swap-oob="true"' in body and "completed" in body
+    resp, _ = browser.get("/campaigns/c-badge")
+    assert resp.status == 200

@@ -282,8 +282,9 @@ async def campaign_page(request: web.Request) -> web.Response:
 @requires()
 async def campaign_progress(request: web.Request) -> web.Response:
     d = await _campaign(request)
+    # The status badge in the page's header follows along (an out-of-band swap).
     return render(request, "campaign_progress.html", c=d["c"], report=d["report"],
-                  progress=_progress(d["report"]))
+                  progress=_progress(d["report"]), oob=True)
 
 
 @routes.get("/campaigns/{id}/results")
