@@ -16,8 +16,20 @@ from .settings import Settings
 # The processes with a /health port in the settings, in the order a message meets them.
 PROCESSES = ("ingress", "router", "egress", "campaigns", "verifier", "ledger", "bridge", "metrics",
              "console")
-# The Faust processors, whose consumer group is <prefix>herald-<name>.
-PROCESSORS = ("router", "egress", "campaigns", "verifier", "ledger", "bridge", "metrics")
+# The Faust processors, whose consumer group is <prefix>herald-<name>, and the catalogue topics
+# their agents consume (Processor.consume in each services/<name>/app.py): every partition of
+# these is shown, committed or not; topics a group committed on besides (a pattern consumer's,
+# or metrics' list) are added from its offsets.
+SOURCES = {
+    "router": ("sms.inbound",),
+    "egress": ("sms.outbound", "sms.delivery"),
+    "campaigns": ("campaigns.inbound",),
+    "verifier": ("codes.submitted",),
+    "ledger": ("points.awarded", "points.commands"),
+    "bridge": ("sms.status",),
+    "metrics": (),
+}
+PROCESSORS = tuple(SOURCES)
 
 
 @dataclass
@@ -35,10 +47,12 @@ class PartitionLag:
     partition: int
     committed: int | None  # None: the group has committed nothing here yet
     high: int
+    low: int = 0  # the earliest offset still on the broker
 
     @property
     def lag(self) -> int:
-        return max(0, self.high - (self.committed or 0))
+        start = self.committed if self.committed is not None else self.low
+        return max(0, self.high - start)
 
 
 @dataclass
@@ -91,8 +105,9 @@ def group_name(settings: Settings, processor: str) -> str:
 
 def lag(settings: Settings, processors: tuple[str, ...] = PROCESSORS, timeout: float = 5.0,
         admin: Any = None) -> list[GroupLag]:
-    """Each processor group's committed offsets against the high watermarks of the topics it
-    has committed on. A group that has never committed (not started yet) has no partitions."""
+    """Each processor group's committed offsets against the high watermarks of every partition
+    of its source topics (and of any other topic it committed on). A partition it has not
+    committed on yet counts from the earliest record still there."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient, OffsetSpec
 
@@ -121,21 +136,33 @@ def lag(settings: Settings, processors: tuple[str, ...] = PROCESSORS, timeout: f
         except Exception as exc:  # noqa: BLE001
             out[g].error = out[g].error or str(exc)
             committed[g] = []
-    wanted = {TopicPartition(tp.topic, tp.partition) for tps in committed.values() for tp in tps}
-    highs: dict[tuple[str, int], int] = {}
-    if wanted:
-        req = {tp: OffsetSpec.latest() for tp in wanted}
-        for tp, fut in admin.list_offsets(req, request_timeout=timeout).items():
-            try:
-                highs[(tp.topic, tp.partition)] = fut.result().offset
-            except Exception:  # noqa: BLE001 - a deleted topic: left out
-                continue
     prefix = settings.topic_prefix
-    for g, tps in committed.items():
-        for tp in sorted(tps, key=lambda t: (t.topic, t.partition)):
-            high = highs.get((tp.topic, tp.partition))
-            if high is None:
+    topics_of = {g: {tp.topic for tp in committed[g]} | {settings.topic(n) for n in SOURCES.get(p, ())}
+                 for g, p in zip(groups, processors, strict=True)}
+    names = sorted({n for ns in topics_of.values() for n in ns})
+    md = admin.list_topics(timeout=timeout).topics if names else {}
+    parts = {n: sorted(md[n].partitions) for n in names if n in md}
+    wanted = [TopicPartition(n, p) for n, ps in parts.items() for p in ps]
+    highs: dict[tuple[str, int], int] = {}
+    lows: dict[tuple[str, int], int] = {}
+    for spec, into in ((OffsetSpec.latest, highs), (OffsetSpec.earliest, lows)):
+        if not wanted:
+            break
+        for tp, fut in admin.list_offsets({tp: spec() for tp in wanted}, request_timeout=timeout).items():
+            try:
+                into[(tp.topic, tp.partition)] = fut.result().offset
+            except Exception:  # noqa: BLE001 - a partition without a leader just now: left out
                 continue
-            name = tp.topic[len(prefix):] if prefix and tp.topic.startswith(prefix) else tp.topic
-            out[g].partitions.append(PartitionLag(name, tp.partition, tp.offset, high))
+    for g in groups:
+        done = {(tp.topic, tp.partition): tp.offset for tp in committed[g]}
+        for name in sorted(topics_of[g]):
+            for p in parts.get(name, []):
+                high = highs.get((name, p))
+                if high is None:
+                    continue
+                # Not committed yet: the group starts from the earliest record still there.
+                start = done.get((name, p))
+                short = name[len(prefix):] if prefix and name.startswith(prefix) else name
+                out[g].partitions.append(PartitionLag(short, p, start, high,
+                                                      lows.get((name, p), 0)))
     return list(out.values())

@@ -54,7 +54,7 @@ def test_a_number_a_rule_uses_is_not_moved_and_the_field_is_named(browser, conso
     browser.get("/operator/numbers")
     resp, body = browser.post("/operator/numbers/reassign", {"number": "10690002", "from_tenant": "acme",
                                                              "to_tenant": "other"})
-    assert resp.status == 422 and "1 routing rule(s) of acme use this number" in body
+    assert resp.status == 422 and "Routing rules of this tenant use this number" in body
     assert 'id="e-number"' in body
     resp, body = browser.post("/operator/numbers/reassign", {"number": "10690003", "from_tenant": "acme",
                                                              "to_tenant": "nobody"})

@@ -166,10 +166,10 @@ def reassign_number(s: Session, number: str, from_tenant: str, to_tenant: str) -
         row = tenancy.release_number(s, from_tenant, number)
     except tenancy.NumberRefused as exc:
         if exc.code == "rules":
-            raise UserError("number", f"{exc.params['rules']} routing rule(s) of {from_tenant} use "
-                                      f"this number; they must be changed first.") from None
-        raise UserError("number", f"It is {from_tenant}'s default sender; "
-                                  f"{from_tenant} must choose another first.") from None
+            raise UserError("number", "Routing rules of this tenant use this number; they must "
+                                      "be changed first.") from None
+        raise UserError("number", "It is this tenant’s default sender; it must choose another "
+                                  "first.") from None
     if row is None:
         raise UserError("number", "This tenant does not hold the number.")
     return tenancy.add_number(s, to_tenant, number, shared=row.shared)

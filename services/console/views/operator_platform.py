@@ -60,7 +60,8 @@ async def reassign(request: web.Request) -> web.StreamResponse:
     try:
         await console_of(request).run(run)
     except UserError as exc:
-        return await _numbers(request, 422, field_errors(exc), data)
+        return await _numbers(request, 422, {k: i18n.gettext(v) for k, v in field_errors(exc).items()},
+                              data)
     raise redirect("/operator/numbers", i18n.gettext(
         "%(number)s now belongs to %(tenant)s.", number=data["number"], tenant=data["to_tenant"]))
 
