@@ -1,4 +1,5 @@
-"""Carrier connectors, one folder per kind; importing this package registers each of them."""
+"""Carrier units, one folder per kind (http, twilio, smpp); importing this package registers each
+kind's connector and webhooks. Shared by ingress (webhooks) and egress (submission, binds)."""
 
 from .base import (
     CarrierError,
@@ -10,10 +11,13 @@ from .base import (
     SubmitResult,
     Throttled,
     TransientError,
+    WebhookRequest,
     build,
     register,
+    webhooks,
 )
 from .http import connector as _http  # noqa: F401  (registers kind "http")
+from .http import webhooks as _http_webhooks  # noqa: F401
 from .smpp import connector as _smpp  # noqa: F401  (registers kind "smpp")
 
 __all__ = [
@@ -26,6 +30,8 @@ __all__ = [
     "SubmitResult",
     "Throttled",
     "TransientError",
+    "WebhookRequest",
     "build",
     "register",
+    "webhooks",
 ]

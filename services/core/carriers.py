@@ -1,5 +1,7 @@
-"""Carrier declarations: where to submit, how their webhooks authenticate, which number
-prefixes they serve, and their rate limits. Read from HERALD_CARRIERS_FILE (JSON)."""
+"""Carrier declarations: the fields every kind has (name, kind, credentials, the prefixes they
+serve, priority, rate limit), read from HERALD_CARRIERS_FILE (JSON), and routing over them.
+What a kind makes of its fields and ``options`` (submission, webhooks, status codes) is its
+unit's: services/carriers/<kind>/."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ class Carrier:
     kind: str = "http"  # the connector that speaks to it
     submit_url: str = ""
     api_token: str = field(default="", repr=False)
-    webhook_auth: str = "hmac"  # hmac: X-Herald-Signature: sha256=<hex>; token: X-Herald-Token
+    webhook_auth: str = "hmac"  # the kind's webhooks read it (services/carriers/<kind>/webhooks.py)
     webhook_secret: str = field(default="", repr=False)
     prefixes: tuple[str, ...] = ("+",)
     priority: int = 100  # lower is preferred among carriers matching a number
@@ -28,17 +30,6 @@ class Carrier:
     def serves(self, number: str) -> int:
         """Length of the longest matching prefix (0: does not serve the number)."""
         return max((len(p) for p in self.prefixes if number.startswith(p)), default=0)
-
-    def verify_webhook(self, body: bytes, headers: dict[str, str]) -> bool:
-        """Constant-time check of a webhook's signature (or shared token)."""
-        if not self.webhook_secret:
-            return False
-        if self.webhook_auth == "token":
-            given = headers.get("x-herald-token", "")
-            return hmac.compare_digest(given.encode(), self.webhook_secret.encode())
-        given = headers.get("x-herald-signature", "")
-        expected = "sha256=" + hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def sign(secret: str, body: bytes) -> str:

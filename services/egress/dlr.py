@@ -31,7 +31,8 @@ DLR_OUTCOMES = Counter("herald_egress_dlr_total", "Delivery reports by what egre
 DLR_PURGED = Counter("herald_egress_dlr_pending_purged_total",
                      "Pending delivery reports dropped after the match window")
 
-# Carrier vocabulary (sms.delivery) -> message status. accepted/unknown say nothing final.
+# sms.delivery's vocabulary (services/carriers/base.py DELIVERY_STATUSES; each carrier unit maps
+# its own codes onto it) -> message status. accepted/unknown say nothing final.
 DLR_STATUS = {
     "delivered": "delivered",
     "undeliverable": "failed",

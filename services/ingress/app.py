@@ -17,6 +17,8 @@ from aiohttp import web
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from services.carriers import WebhookRequest
+from services.carriers import webhooks as carrier_webhooks
 from services.core import metrics, sending, topics
 from services.core.carriers import Carrier, load_carriers
 from services.core.db import Database
@@ -35,8 +37,6 @@ from .domain import (
     TokenBucket,
     complete_mo,
     mo_message_id,
-    parse_dlr,
-    parse_mo,
     parse_send,
     preview,
 )
@@ -68,39 +68,49 @@ class Ingress:
     def __init__(self, settings: Settings, db: Database, producer: AsyncProducer,
                  carriers: dict[str, Carrier]) -> None:
         self.s, self.db, self.producer, self.carriers = settings, db, producer, carriers
+        self.webhooks = {n: w for n, c in carriers.items() if (w := carrier_webhooks(c)) is not None}
         self.limiter = TokenBucket(settings.api_rate_per_second, settings.api_rate_burst)
         self.keys = KeyResolver(db.session)
         self._senders: dict[str, tuple[float, set[str]]] = {}
 
     # -- carriers -----------------------------------------------------------------------------
-    def _carrier(self, request: web.Request, body: bytes) -> Carrier:
-        name = request.match_info["carrier"]
-        carrier = self.carriers.get(name)
+    async def webhook(self, request: web.Request) -> web.Response:
+        """A carrier's MO or DLR call: its unit authenticates and parses it; ingress publishes
+        what the unit returns (a part of a longer MO is kept until the text is whole) and answers
+        in the carrier's dialect once the broker has it."""
+        name, kind = request.match_info["carrier"], request.match_info["kind"]
+        carrier, unit = self.carriers.get(name), self.webhooks.get(name)
         if carrier is None:
-            raise web.HTTPNotFound(text=json.dumps({"error": f"unknown carrier {name!r}"}),
-                                   content_type="application/json")
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        if not carrier.verify_webhook(body, headers):
-            raise web.HTTPUnauthorized(text=json.dumps({"error": "bad or missing signature"}),
-                                       content_type="application/json")
-        return carrier
-
-    async def mo(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        carrier = self._carrier(request, raw)
+            return _error(404, f"unknown carrier {name!r}")
+        if unit is None:
+            return _error(404, f"carrier {name!r} ({carrier.kind}) takes no webhooks")
+        req = WebhookRequest(kind, str(request.url),
+                             {k.lower(): v for k, v in request.headers.items()}, await request.read())
+        if not unit.verify(req):
+            return _error(401, "bad or missing signature")
         try:
-            event, part = parse_mo(carrier.name, await _json(request))
-            if part is not None:
-                event = await asyncio.to_thread(self._collect_part, carrier.name, event, part)
-                if event is None:
-                    metrics.HTTP_REQUESTS.labels(NAME, "mo", "202").inc()
-                    return web.json_response({"status": "part stored", "complete": False},
-                                             status=202)
+            inbound = unit.parse(req)
+            mo: list[dict] = []
+            for event, part in inbound.mo:
+                if part is not None:
+                    event = await asyncio.to_thread(self._collect_part, carrier.name, event, part)
+                if event is not None:
+                    mo.append(event)
         except BadRequest as exc:
             return _error(400, str(exc))
-        await self.producer.send(topics.SMS_INBOUND, event, key=event["from"])
-        metrics.HTTP_REQUESTS.labels(NAME, "mo", "200").inc()
-        return web.json_response({"status": "accepted", "message_id": event["message_id"]})
+        for event in mo:
+            await self.producer.send(topics.SMS_INBOUND, event, key=event["from"])
+        for event in inbound.deliveries:
+            await self.producer.send(topics.SMS_DELIVERY, event,
+                                     key=event.get("message_id") or event["carrier_message_id"])
+        metrics.HTTP_REQUESTS.labels(NAME, kind, "200" if mo or kind == "dlr" else "202").inc()
+        if inbound.answer_type is not None:
+            return web.Response(body=inbound.answer_body, content_type=inbound.answer_type)
+        if kind == "dlr":
+            return web.json_response({"status": "accepted"})
+        if not mo:
+            return web.json_response({"status": "part stored", "complete": False}, status=202)
+        return web.json_response({"status": "accepted", "message_id": mo[0]["message_id"]})
 
     def _collect_part(self, carrier: str, event: dict, part: MoPart) -> dict | None:
         """Store one part; when all are in, return the whole text's event (parts removed)."""
@@ -124,18 +134,6 @@ class Ingress:
                 InboundPart.carrier == carrier, InboundPart.sender == event["from"],
                 InboundPart.ref == part.ref))
             return whole
-
-    async def dlr(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        carrier = self._carrier(request, raw)
-        try:
-            event = parse_dlr(carrier.name, await _json(request))
-        except BadRequest as exc:
-            return _error(400, str(exc))
-        key = event.get("message_id") or event["carrier_message_id"]
-        await self.producer.send(topics.SMS_DELIVERY, event, key=key)
-        metrics.HTTP_REQUESTS.labels(NAME, "dlr", "200").inc()
-        return web.json_response({"status": "accepted"})
 
     # -- send API -----------------------------------------------------------------------------
     async def _tenant(self, request: web.Request) -> str:
@@ -285,8 +283,7 @@ async def create_app(settings: Settings | None = None) -> web.Application:
 
     app = web.Application(client_max_size=2 * 1024 * 1024)
     add_health_routes(app, NAME, HealthCheck(s.kafka_config(), db))
-    app.router.add_post("/carriers/{carrier}/mo", ing.mo)
-    app.router.add_post("/carriers/{carrier}/dlr", ing.dlr)
+    app.router.add_post("/carriers/{carrier}/{kind:mo|dlr}", ing.webhook)
     app.router.add_post("/v1/messages", ing.send)
     app.router.add_post("/v1/messages/batch", ing.send_batch)
     app.router.add_post("/v1/messages/preview", ing.preview_view)

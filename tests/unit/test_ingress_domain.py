@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from services.carriers.http.webhooks import parse_dlr, parse_mo
 from services.ingress.domain import (
     BadRequest,
     TokenBucket,
     complete_mo,
     mo_message_id,
-    parse_dlr,
-    parse_mo,
     parse_send,
 )
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import Counter, Gauge
 
@@ -24,6 +24,7 @@ from services.core.topics import SMS_DELIVERY, SMS_INBOUND
 
 from ..base import (
     ConnectionFailed,
+    InboundSink,
     RejectedByCarrier,
     Submission,
     SubmitResult,
@@ -54,20 +55,6 @@ INBOUND = Counter("herald_smpp_inbound_total", "deliver_sm received, by kind and
 THROTTLING = {P.ESME_RTHROTTLED, P.ESME_RMSGQFUL}
 TRANSIENT = {P.ESME_RSYSERR, P.ESME_RX_T_APPN, 0x45, P.ESME_RUNKNOWNERR}  # 0x45: submit failed
 _MO_NS = uuid.UUID("5b0f7f3e-2c41-4d7a-9a55-6f0d3a9c1e27")
-
-
-class InboundSink(Protocol):
-    """What egress gives a connection-based connector for what arrives on its binds."""
-
-    async def publish(self, topic: str, key: str, event: dict[str, Any]) -> None:
-        """Produce and wait for the broker's acknowledgement; raise if it did not come."""
-
-    async def collect_part(self, carrier: str, sender: str, ref: str, seq: int, total: int,
-                           text: str) -> list[str] | None:
-        """Store one part durably; all parts' texts in order once every part is in."""
-
-    async def drop_parts(self, carrier: str, sender: str, ref: str) -> None:
-        """Forget the parts of a text that was published."""
 
 
 @dataclass(frozen=True)
