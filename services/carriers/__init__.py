@@ -19,6 +19,8 @@ from .base import (
 from .http import connector as _http  # noqa: F401  (registers kind "http")
 from .http import webhooks as _http_webhooks  # noqa: F401
 from .smpp import connector as _smpp  # noqa: F401  (registers kind "smpp")
+from .twilio import connector as _twilio  # noqa: F401  (registers kind "twilio")
+from .twilio import webhooks as _twilio_webhooks  # noqa: F401
 
 __all__ = [
     "CarrierError",

@@ -36,7 +36,7 @@ log = logging.getLogger("herald.egress.http")
 
 MAX_REASON = 200
 # Carriers word an opt-out refusal many ways; all of them are permanent for this recipient.
-_OPTED_OUT = re.compile(r"opt(ed)?[-_ ]?out|black[-_ ]?list|block[-_ ]?list|unsubscribed", re.I)
+_OPTED_OUT = re.compile(r"opt(ed)?[-_ ]?out|black[-_ ]?list|block[-_ ]?list|unsubscribed|^21610\b", re.I)
 
 
 @register("http")
@@ -54,7 +54,8 @@ class HttpConnector:
     the pool is as small as the carrier's latency allows (in flight ~ rate x latency).
     """
 
-    def __init__(self, carrier: Carrier, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, carrier: Carrier, *, transport: httpx.AsyncBaseTransport | None = None,
+                 auth: httpx.Auth | None = None) -> None:
         if not carrier.submit_url:
             raise ValueError(f"carrier {carrier.name!r} has no submit_url")
         self.name = carrier.name
@@ -70,14 +71,18 @@ class HttpConnector:
                 max_connections=max_connections,
                 max_keepalive_connections=int(opts.get("max_keepalive", max_connections)),
             ),
-            headers={"Authorization": f"Bearer {carrier.api_token}"},
+            auth=auth,
+            headers={} if auth is not None else {"Authorization": f"Bearer {carrier.api_token}"},
             follow_redirects=False,
         )
 
     def __repr__(self) -> str:  # never the token
         return f"HttpConnector(name={self.name!r}, url={self._url!r})"
 
-    async def submit(self, sub: Submission) -> SubmitResult:
+    id_field = "carrier_message_id"  # the accepted answer's field holding the carrier's id
+
+    def _request(self, sub: Submission) -> dict[str, Any]:
+        """The POST's keyword arguments for httpx (a dialect sends another body)."""
         body: dict[str, Any] = {
             "to": sub.to,
             "text": sub.text,
@@ -87,9 +92,12 @@ class HttpConnector:
         }
         if sub.sender is not None:  # the simulator refuses "from": null; absent means default
             body["from"] = sub.sender
+        return {"json": body}
+
+    async def submit(self, sub: Submission) -> SubmitResult:
         try:
             async with self._in_flight:
-                resp = await self._client.post(self._url, json=body)
+                resp = await self._client.post(self._url, **self._request(sub))
         except httpx.ConnectTimeout as exc:
             # Nothing reached the carrier, so failing over cannot send the message twice.
             raise ConnectionFailed(self._clean(f"connect timeout: {exc}")) from None
@@ -109,14 +117,14 @@ class HttpConnector:
         status = resp.status_code
         if 200 <= status < 300:
             try:
-                cid = resp.json().get("carrier_message_id")
+                cid = resp.json().get(self.id_field)
             except (ValueError, AttributeError):
                 cid = None
             if isinstance(cid, str | int) and not isinstance(cid, bool) and str(cid):
                 return SubmitResult(carrier_message_id=str(cid), carrier=self.name)
             # Unreadable acceptance: the carrier may hold the message, but without its id no DLR
             # can be matched; retrying (possible duplicate) beats losing track of it.
-            raise TransientError(self._clean(f"HTTP {status} without carrier_message_id"))
+            raise TransientError(self._clean(f"HTTP {status} without {self.id_field}"))
         reason = self._reason(resp)
         if status == 429:
             raise Throttled(_retry_after(resp.headers.get("retry-after")), reason)
@@ -135,7 +143,11 @@ class HttpConnector:
             doc = json.loads(text)
         except ValueError:
             doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("error"), str) and doc["error"]:
+        if isinstance(doc, dict) and isinstance(doc.get("message"), str) and doc["message"]:
+            # Twilio's form: {"code": 21211, "message": "..."}
+            code = doc.get("code")
+            text = f"{code}: {doc['message']}" if code is not None else doc["message"]
+        elif isinstance(doc, dict) and isinstance(doc.get("error"), str) and doc["error"]:
             text = doc["error"]
             if isinstance(doc.get("reason"), str) and doc["reason"]:
                 text = f"{text}: {doc['reason']}"

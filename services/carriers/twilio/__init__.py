@@ -1,0 +1,1 @@
+"""Twilio-style carriers: form-encoded submission and callbacks, X-Twilio-Signature."""
