@@ -86,8 +86,10 @@ def env(broker, tmp_path_factory):
         stack.stop_all()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    # Module scope: Playwright's sync API runs an event loop in this thread while it is open;
+    # closed after each browser module, it cannot stand in the way of later tests' own loops.
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
