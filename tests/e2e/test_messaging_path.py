@@ -4,8 +4,6 @@ its delivery report turning the message delivered."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
@@ -89,17 +87,20 @@ def test_with_half_the_carrier_requests_failing_every_message_still_arrives(plat
         assert len(platform.submissions(reference=mid)) == 1
 
 
-def test_with_the_carrier_down_the_message_ends_in_the_dlq_with_the_reason(platform, stack):
+def test_with_the_carrier_down_a_message_waits_and_is_sent_once_when_it_is_back(platform, stack):
+    # An outage is back-pressure, not failure: the message is parked, not failed or dead-lettered.
     platform.control(down=True)
-    mid = platform.send(platform.key, to="+8613900000020", text="into the void").json()["message_id"]
-    msg = platform.wait_status(platform.key, mid, "failed")
-    assert msg["reason"]
-    dlq = read_topic(stack.bootstrap, stack.topic("sms.outbound.dlq"),
-                     until=lambda rs: len(rs) >= 1)
-    import base64
-    original = json.loads(base64.b64decode(dlq[0]["value_b64"]))
-    assert original["message_id"] == mid
-    assert dlq[0]["error_type"] == "retry_budget_exhausted" and dlq[0]["reason"]
+    mid = platform.send(platform.key, to="+8613900000020", text="after the outage").json()["message_id"]
+    short = platform.send(platform.key, to="+8613900000021", text="only for two seconds",
+                          validity_seconds=2).json()["message_id"]
+    # Past its validity while it waited, the short one expires (it never failed).
+    assert platform.wait_status(platform.key, short, "expired")["status"] == "expired"
+    assert platform.message(platform.key, mid)["status"] == "accepted"
+    platform.control(down=False)
+    platform.wait_status(platform.key, mid, "delivered", timeout=90)
+    assert len(platform.submissions(to="+8613900000020")) == 1
+    assert platform.submissions(to="+8613900000021") == []
+    assert read_topic(stack.bootstrap, stack.topic("sms.outbound.dlq"), timeout=2) == []
 
 
 def test_malformed_webhooks_and_calls_get_4xx_and_no_processor_restarts(platform):
