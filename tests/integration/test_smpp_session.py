@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 import smpp34
 
-from services.core.carriers import Carrier
-from services.core.schemas import validate
 from services.carriers.base import (
     ConnectionFailed,
     RejectedByCarrier,
@@ -26,6 +24,8 @@ from services.carriers.base import (
 )
 from services.carriers.smpp import pdu as P
 from services.carriers.smpp.connector import SmppConnector
+from services.core.carriers import Carrier
+from services.core.schemas import validate
 
 PORTS = itertools.count(19410)
 
