@@ -8,7 +8,7 @@
 Phases:
 1. generate + store: a batch of ``--count`` codes generated from ``secrets``, HMAC'd and bulk
    inserted (COPY on PostgreSQL, executemany on SQLite), and written to a CSV, as
-   ``codes_cli generate`` does. Prints codes/second.
+   ``herald batches generate`` does. Prints codes/second.
 2. verify (in process, no broker): ``--verify`` first valid queries, then as many repeats and
    unknown codes, through ``Verifier.handle`` in batches of ``--batch``, one transaction each,
    as the processor runs them. Prints verifications/second and database statements per

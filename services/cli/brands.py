@@ -1,8 +1,7 @@
 """``herald brands``, ``herald products``, ``herald batches``, ``herald codes``: the brand
 scheme's set-up for scripts, through the same domain code as the console's brand pages
 (services/console/domain/brands.py, code_jobs.py). Each command prints one line of JSON with
-the ids the next command needs. These replace the brand, product and batch parts of
-``python -m services.verifier.admin_cli`` and ``codes_cli``."""
+the ids the next command needs. (They replaced the verifier's own admin and codes scripts.)"""
 
 from __future__ import annotations
 

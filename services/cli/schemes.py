@@ -1,5 +1,5 @@
-"""``herald`` commands for the Level-3 schemes' lotteries, points and gifts, and members (the
-parts of ``python -m services.verifier.admin_cli`` beyond brands and products, folded in):
+"""``herald`` commands for the Level-3 schemes' lotteries, points and gifts, and members (they
+replaced the verifier's own admin script):
 
     herald lottery create --tenant T --brand gold --name Spring --tier "50 yuan card:0.01:100[:5[:5000]]"
     herald lottery list --tenant T

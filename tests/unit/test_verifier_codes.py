@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from services.cli.commands import main as herald
 from services.core.db import Database
 from services.core.db.migrate import upgrade
 from services.core.db.schemes import DEFAULT_ALPHABET, Code, CodeBatch
-from services.verifier.codes_cli import main as codes_cli
 from services.verifier.demo import seed_scheme
 from services.verifier.domain.codes import (
     CodeFormat,
@@ -150,15 +150,15 @@ def test_the_cli_generates_then_refuses_to_overwrite(tmp_path_factory, count):
     get_settings.cache_clear()
     try:
         out = tmp / "c.csv"
-        assert codes_cli(["generate", "--tenant", "acme", "--product", "gold-20", "--count", str(count),
-                          "--out", str(out)]) == 0
+        assert herald(["batches", "generate", "acme", "gold-20", "--count", str(count),
+                       "--out", str(out)]) == 0
         assert len(out.read_text().splitlines()) == count + 1
-        assert codes_cli(["generate", "--tenant", "acme", "--product", "gold-20", "--count", "1",
-                          "--out", str(out)]) == 2
+        assert herald(["batches", "generate", "acme", "gold-20", "--count", "1",
+                       "--out", str(out)]) != 0
         imp = tmp / "i.csv"
         imp.write_text("\n".join(FMT.generate(3)))
-        assert codes_cli(["import", "--tenant", "acme", "--product", "gold-20", "--file", str(imp)]) == 0
-        assert codes_cli(["import", "--tenant", "acme", "--product", "nope", "--file", str(imp)]) == 2
+        assert herald(["codes", "import", "acme", "gold-20", str(imp)]) == 0
+        assert herald(["codes", "import", "acme", "nope", str(imp)]) != 0
     finally:
         for k, v in old.items():
             if v is None:
