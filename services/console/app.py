@@ -6,16 +6,13 @@ reverse order."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
 
-from services.core.db import Database
 from services.core.health import HealthCheck
-from services.core.kafka import AsyncProducer
 from services.core.settings import Settings, get_settings
-from services.core.webservice import add_health_routes, serve
+from services.core.webservice import add_health_routes, close_stores_on_cleanup, open_stores, serve
 
 from . import api
 from .views import analytics as analytics_views
@@ -64,25 +61,10 @@ def build_app(console: Console) -> web.Application:
 
 async def create_app(settings: Settings | None = None) -> web.Application:
     s = settings or get_settings()
-    db = Database(s.database_url)
-    try:
-        await asyncio.to_thread(db.ping)
-    except Exception as exc:
-        raise RuntimeError(f"database {s.database_url} unreachable: {exc}") from exc
-    producer = AsyncProducer(s)
-    try:
-        await asyncio.to_thread(producer.check)
-    except Exception as exc:
-        producer.close(1)
-        raise RuntimeError(f"Kafka broker {s.kafka_bootstrap} unreachable: {exc}") from exc
+    db, producer = await open_stores(s)
     app = build_app(Console(s, db, producer))
 
-    async def lifecycle(_app: web.Application):
-        yield
-        await asyncio.to_thread(producer.close)
-        db.dispose()
-
-    app.cleanup_ctx.append(lifecycle)
+    close_stores_on_cleanup(app, db, producer)
     return app
 
 

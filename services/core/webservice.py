@@ -12,7 +12,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from . import metrics
+from .db import Database
 from .health import HealthCheck
+from .kafka import AsyncProducer
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,34 @@ def add_health_routes(app: web.Application, name: str, health: HealthCheck) -> N
 
     app.router.add_get("/health", health_view)
     app.router.add_get("/metrics", metrics_view)
+
+
+async def open_stores(s: Settings) -> tuple[Database, AsyncProducer]:
+    """The database and an acknowledged producer, each checked before the service starts: a
+    dependency that is not there stops the process with a clear message (serve() prints it)."""
+    db = Database(s.database_url)
+    try:
+        await asyncio.to_thread(db.ping)
+    except Exception as exc:
+        raise RuntimeError(f"database {s.database_url} unreachable: {exc}") from exc
+    producer = AsyncProducer(s)
+    try:
+        await asyncio.to_thread(producer.check)
+    except Exception as exc:
+        producer.close(1)
+        raise RuntimeError(f"Kafka broker {s.kafka_bootstrap} unreachable: {exc}") from exc
+    return db, producer
+
+
+def close_stores_on_cleanup(app: web.Application, db: Database, producer: AsyncProducer) -> None:
+    """Flush the producer and close the database when the app stops (reverse start order)."""
+
+    async def lifecycle(_app: web.Application):
+        yield
+        await asyncio.to_thread(producer.close)
+        db.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
 
 
 def serve(app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int,

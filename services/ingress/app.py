@@ -28,7 +28,7 @@ from services.core.kafka import AsyncProducer
 from services.core.messages import history
 from services.core.settings import Settings, get_settings
 from services.core.tenancy import KeyRefused, KeyResolver
-from services.core.webservice import add_health_routes, serve
+from services.core.webservice import add_health_routes, close_stores_on_cleanup, open_stores, serve
 
 from .domain import (
     MAX_BATCH,
@@ -268,17 +268,7 @@ class Ingress:
 
 async def create_app(settings: Settings | None = None) -> web.Application:
     s = settings or get_settings()
-    db = Database(s.database_url)
-    try:
-        await asyncio.to_thread(db.ping)
-    except Exception as exc:
-        raise RuntimeError(f"database {s.database_url} unreachable: {exc}") from exc
-    producer = AsyncProducer(s)
-    try:
-        await asyncio.to_thread(producer.check)
-    except Exception as exc:
-        producer.close(1)
-        raise RuntimeError(f"Kafka broker {s.kafka_bootstrap} unreachable: {exc}") from exc
+    db, producer = await open_stores(s)
     ing = Ingress(s, db, producer, load_carriers(s.carriers_file))
 
     app = web.Application(client_max_size=2 * 1024 * 1024)
@@ -289,12 +279,7 @@ async def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_post("/v1/messages/preview", ing.preview_view)
     app.router.add_get("/v1/messages/{id}", ing.get_message)
 
-    async def lifecycle(_app: web.Application):
-        yield
-        await asyncio.to_thread(producer.close)
-        db.dispose()
-
-    app.cleanup_ctx.append(lifecycle)
+    close_stores_on_cleanup(app, db, producer)
     return app
 
 

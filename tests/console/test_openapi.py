@@ -48,7 +48,9 @@ class FakeProducer:
 
 @pytest.fixture
 def ingress_routes(sqlite_db, monkeypatch) -> set[tuple[str, str]]:
-    monkeypatch.setattr(ingress_app, "AsyncProducer", FakeProducer)
+    from services.core import webservice
+
+    monkeypatch.setattr(webservice, "AsyncProducer", FakeProducer)
     settings = Settings(database_url=sqlite_db.url, kafka_bootstrap="127.0.0.1:1")
     app = asyncio.run(ingress_app.create_app(settings))
     return v1_routes(app)
