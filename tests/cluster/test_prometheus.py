@@ -116,9 +116,12 @@ def test_prometheus_scrapes_the_platform_and_evaluates_herald_rules(cluster_stac
                             60, 0.5, "every rule evaluated and healthy")
         assert set(loaded) == {"HeraldProcessorDown", "HeraldConsumerLagGrowing", "HeraldDlqReceiving",
                                "HeraldCarrierErrors", "HeraldCarrierParking"}
-        down = wait_until(lambda: [a for a in rules()["HeraldProcessorDown"]["alerts"]], 60, 0.5,
-                          "the processor-down alert for the missing campaigns worker")
-        assert {a["labels"]["job"] for a in down} == {"campaigns", "verifier", "ledger", "console"}
+        missing = {"campaigns", "verifier", "ledger", "console"}
+        # Each target's first failed scrape comes in its own scrape cycle: wait for all of them.
+        down = wait_until(lambda: (a := rules()["HeraldProcessorDown"]["alerts"])
+                          and {x["labels"]["job"] for x in a} == missing and a, 90, 0.5,
+                          "the processor-down alert for every processor not started")
+        assert {a["labels"]["job"] for a in down} == missing
         assert all(a["state"] in ("pending", "firing") for a in down)
 
         # Every metric the rules and the dashboard use is declared by a running processor.
