@@ -203,6 +203,11 @@ def empty_postgres(url: str) -> None:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
+            # Connections a finished test left behind (a pool not yet disposed, a process still
+            # exiting) would hold locks the DROP waits on, or deadlock with it: end them first.
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                              "AND usename = current_user"))
             conn.execute(text("DROP SCHEMA public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
             conn.commit()
