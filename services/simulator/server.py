@@ -10,7 +10,7 @@ Endpoints
 
 Checks on /submit run in this order, so tests can reason about which answer wins:
 latency, down (503), bearer token (401), throttle (429), body (400), reject_prefix (400),
-fail_ratio (503), accept.
+fail_ratio (fail_status, 503 by default), accept.
 """
 
 from __future__ import annotations
@@ -105,12 +105,17 @@ class SimulatorConfig:
 class Behaviour:
     """What the simulated carrier does; changed at run time through POST /control.
 
+    fail_status is the HTTP status of a fail_ratio failure (503, or 500 for a 500 storm).
+    dlr_before_response sends a submit's DLR, and waits for it to be answered, before answering
+    the submit: the report reaches Herald before egress knows the carrier's message id.
+
     fail_ratio is deterministic, not random: the n-th submit that reaches the check fails when
     floor(n * ratio) > floor((n - 1) * ratio). With 0.5 every 2nd submit fails, with 0.25 every
     4th, with 1/3 every 3rd. The count restarts whenever fail_ratio is set or on reset.
     """
 
     fail_ratio: float = 0.0
+    fail_status: int = 503
     throttle: bool = False
     down: bool = False
     latency_ms: float = 0
@@ -119,6 +124,7 @@ class Behaviour:
     dlr_error_code: str | None = None
     dlr_delay_ms: float = 200
     dlr_enabled: bool = True
+    dlr_before_response: bool = False
 
 
 @dataclass
@@ -176,6 +182,12 @@ def _prefix(key: str, v: Any) -> str | None:
     return v
 
 
+def _http_error(key: str, v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 500 <= v <= 599:
+        raise BadRequest(f"{key} must be an HTTP status from 500 to 599")
+    return v
+
+
 def _dlr_status(key: str, v: Any) -> str:
     if v not in DLR_STATUSES:
         raise BadRequest(f"{key} must be one of {sorted(DLR_STATUSES)}")
@@ -190,6 +202,7 @@ def _optional_str(key: str, v: Any) -> str | None:
 
 _CONTROLS: dict[str, Callable[[str, Any], Any]] = {
     "fail_ratio": _ratio,
+    "fail_status": _http_error,
     "throttle": _flag,
     "down": _flag,
     "latency_ms": _non_negative,
@@ -198,6 +211,7 @@ _CONTROLS: dict[str, Callable[[str, Any], Any]] = {
     "dlr_error_code": _optional_str,
     "dlr_delay_ms": _non_negative,
     "dlr_enabled": _flag,
+    "dlr_before_response": _flag,
 }
 
 
@@ -329,7 +343,7 @@ class Simulator:
             return _error(400, "invalid destination")
         if b.fail_ratio and self._should_fail():
             self.stats["failed"] += 1
-            return _error(503, "temporarily unavailable")
+            return _error(b.fail_status, "temporarily unavailable")
 
         sub = Submission(
             **fields_,
@@ -346,7 +360,9 @@ class Simulator:
             sub.to,
             sub.reference,
         )
-        if b.dlr_enabled:
+        if b.dlr_enabled and b.dlr_before_response:
+            await self._send_dlr(sub, b.dlr_status, b.dlr_error_code, 0)
+        elif b.dlr_enabled:
             # DLR outcome is fixed at submit time so a later /control does not change it.
             task = asyncio.create_task(
                 self._send_dlr(sub, b.dlr_status, b.dlr_error_code, b.dlr_delay_ms / 1000)

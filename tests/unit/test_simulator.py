@@ -356,6 +356,7 @@ def test_reset_clears_submissions_and_restores_default_behaviour():
         {"throttle": "yes"},
         {"dlr_status": "ok"},
         {"latency_ms": -1},
+        {"fail_status": 404},
     ],
 )
 def test_control_rejects_unknown_or_invalid_settings(settings):
@@ -408,3 +409,28 @@ def test_config_reads_herald_sim_environment_variables():
 def test_config_rejects_bad_values_with_the_reason(env):
     with pytest.raises(ValueError):
         SimulatorConfig.from_env(env).validate()
+
+
+def test_fail_status_makes_the_failures_of_fail_ratio_answer_500():
+    async def go():
+        async with carrier() as (client, _):
+            await control(client, fail_ratio=1, fail_status=500)
+            assert (await submit(client)).status == 500
+            await control(client, fail_ratio=0)
+            assert (await submit(client)).status == 200
+
+    run(go)
+
+
+def test_with_dlr_before_response_the_report_has_arrived_when_the_submit_is_answered():
+    async def go():
+        async with carrier(dlr_delay_ms=60_000) as (client, receiver):
+            await control(client, dlr_before_response=True)
+            resp = await submit(client, reference="early")
+            assert resp.status == 200
+            assert receiver.received.qsize() == 1
+            dlr = receiver.received.get_nowait()
+            assert dlr["carrier_message_id"] == (await resp.json())["carrier_message_id"]
+            assert dlr["reference"] == "early"
+
+    run(go)
