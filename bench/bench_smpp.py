@@ -1,10 +1,21 @@
-"""SMPP figure: submissions per second through Herald's SMPP connector to jSMPP's SMSC simulator
-(deploy/smsc), window 10 on one transceiver bind, with the simulator's receipts flowing back
-and matched (hex submit ids to decimal receipt ids), and this process's CPU per submission.
+"""SMPP figures, against jSMPP's SMSC simulator (deploy/smsc), window 10 on one transceiver bind,
+with the simulator's receipts flowing back and matched (hex submit ids to decimal receipt ids).
 
-The connector runs as egress runs it (same Session, same receipt path), with an in-memory sink
-instead of the Kafka producer, so the figure is the SMPP path's own cost.
-    python -m bench.bench_smpp [--messages 20000] [--port 19490]
+Two measurements:
+
+- the connector alone (default): it runs as egress runs it (same Session, same receipt path)
+  with an in-memory sink instead of the Kafka producer, so the figure is the SMPP path's own
+  cost, in this process's CPU per submission;
+      python -m bench.bench_smpp [--messages 20000] [--port 19490]
+- through egress (``--through-egress``): the egress process as `make run` starts it, with a
+  carriers file naming the simulator as an smpp carrier: events produced to ``sms.outbound`` ->
+  egress -> the bind -> the simulator -> receipts back over the bind -> ``sms.delivery`` ->
+  egress -> ``sms.status`` ``delivered``. Submissions per second (first to last ``sent``, and
+  first ``sent`` to last ``delivered``, by the records' broker timestamps), egress and broker
+  CPU per submission (/proc/<pid>/stat), peak RSS; ``--profile`` samples egress with py-spy.
+      python -m bench.bench_smpp --through-egress [--messages 5000] [--profile]
+  `make bench` runs it in its table (bench/run.py calls ``egress_row``); its broker is the one
+  on HERALD_BENCH_KAFKA_PORT (19192), started here if none runs there.
 """
 
 from __future__ import annotations
@@ -13,8 +24,13 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
+import sys
+import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 from services.carriers.base import Submission
@@ -22,6 +38,8 @@ from services.carriers.smpp.connector import SmppConnector
 from services.core.carriers import Carrier
 
 ROOT = Path(__file__).resolve().parents[1]
+TENANT, NUMBER = "bench", "10690001"
+SMSC_PORT = 19490
 
 
 class CountingSink:
@@ -67,12 +85,203 @@ async def measure(port: int, n: int, window: int) -> dict:
             "receipt_ids_detected": list(conn.ids.pair or ())}
 
 
+# -- through egress ----------------------------------------------------------------------------
+class StatusWatch(threading.Thread):
+    """Reads sms.status from its start and keeps, per message, the broker timestamp (ms) of its
+    first ``sent`` and ``delivered`` and any other final status."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic = bootstrap, topic
+        self.sent: dict[str, int] = {}
+        self.delivered: dict[str, int] = {}
+        self.other: dict[str, str] = {}
+        self.halt = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        parts = c.list_topics(self.topic, timeout=10).topics[self.topic].partitions
+        c.assign([TopicPartition(self.topic, p, 0) for p in parts])
+        self.ready.set()
+        try:
+            while not self.halt.is_set():
+                for m in c.consume(1000, 0.2):
+                    if m.error():
+                        continue
+                    ev = json.loads(m.value())
+                    seen = {"sent": self.sent, "delivered": self.delivered}.get(ev["status"])
+                    if seen is not None:
+                        seen.setdefault(ev["message_id"], m.timestamp()[1])
+                    elif ev["status"] != "accepted":
+                        self.other[ev["message_id"]] = f"{ev['status']}: {ev.get('reason')}"
+        finally:
+            c.close()
+
+    def wait(self, ids: list[str], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(i in self.delivered or i in self.other for i in ids):
+                return True
+            time.sleep(0.2)
+        return False
+
+
+def _produce(bootstrap: str, topic: str, events: list[dict]) -> None:
+    from confluent_kafka import Producer
+
+    from services.core.schemas import encode
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    for ev in events:
+        while True:
+            try:
+                p.produce(topic, encode("sms.outbound", ev), key=ev["to"].encode())
+                break
+            except BufferError:
+                p.poll(0.01)
+        p.poll(0)
+    if p.flush(60):
+        raise SystemExit("bench_smpp: the broker did not take the outbound events within 60s")
+
+
+def _outbound(tag: str, n: int) -> list[dict]:
+    from services.core.sending import parse_send
+
+    # the send API's own event, so egress sees what it sees in production
+    return [parse_send(TENANT, {"to": f"+86138{i:08d}", "text": f"bench {tag} {i}",
+                                "request_id": f"{tag}-{i}"}) for i in range(n)]
+
+
+def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
+                profile: Path | None = None) -> dict:
+    """sms.outbound -> egress -> jSMPP -> receipts -> sms.status delivered (module docstring)."""
+    from bench.run import proc_cpu_seconds, proc_peak_rss_mb
+    from services.core.db.migrate import upgrade
+    from services.core.topics import ensure_topics
+    from tests.support.infra import Stack, empty_postgres
+    from tests.support.seed import seed_tenant
+    from tests.support.smsc import JsmppSimulator
+
+    tmp = Path(tempfile.mkdtemp(prefix="herald-bench-smpp-"))
+    db_url = os.environ.get("HERALD_BENCH_DATABASE_URL") or f"sqlite:///{tmp / 'herald.db'}"
+    if db_url.startswith("postgresql"):
+        empty_postgres(db_url)
+    upgrade(db_url)
+    stack = Stack(broker.bootstrap, db_url)
+    ensure_topics(stack.settings(topic_partitions=3))
+    seed_tenant(stack, TENANT, number=NUMBER)
+    carriers = tmp / "carriers.json"
+    carriers.write_text(json.dumps({"carriers": [{
+        "name": "jsmpp", "kind": "smpp", "api_token": JsmppSimulator.password, "prefixes": ["+"],
+        "priority": 10, "rate_per_second": 10000, "timeout_s": 10,
+        "options": {"host": "127.0.0.1", "port": smsc_port, "system_id": JsmppSimulator.system_id,
+                    "window": window}}]}))
+    sim = JsmppSimulator(smsc_port)
+    sim.start()
+    watch = StatusWatch(broker.bootstrap, stack.topic("sms.status"))
+    spy = None
+    try:
+        egress = stack.start("services.egress", HERALD_CARRIERS_FILE=str(carriers),
+                             HERALD_LOG_LEVEL="warn")  # healthy once the bind is up
+        watch.start()
+        watch.ready.wait(30)
+        outbound = stack.topic("sms.outbound")
+        # Warm-up: the consumer group settles, the first batches pay for connections.
+        warm = _outbound("warm", 200)
+        _produce(broker.bootstrap, outbound, warm)
+        if not watch.wait([e["message_id"] for e in warm], 120):
+            raise SystemExit(f"bench_smpp: the warm-up was not delivered; see {egress.log_path}")
+
+        pids = {"egress": egress.popen.pid, "broker": broker.pid,
+                "simulator": int((sim.data_dir / "smsc.pid").read_text())}
+        events = _outbound(uuid.uuid4().hex[:8], n)
+        ids = [e["message_id"] for e in events]
+        if profile is not None:
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
+                                    "--nonblocking", "-r", "250", "-f", "raw", "-o", str(profile),
+                                    "-p", str(pids["egress"])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu0 = {k: proc_cpu_seconds(pid) for k, pid in pids.items()}
+        _produce(broker.bootstrap, outbound, events)
+        finished = watch.wait(ids, max(120, n / 50))
+        cpu = {k: proc_cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+        rss = {k: round(proc_peak_rss_mb(pid)) for k, pid in pids.items()}
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(30)
+    finally:
+        watch.halt.set()
+        stack.stop_all()
+        sim.stop()
+    sent = [watch.sent[i] for i in ids if i in watch.sent]
+    delivered = [watch.delivered[i] for i in ids if i in watch.delivered]
+    others = [watch.other[i] for i in ids if i in watch.other]
+    first = min(sent, default=0)
+    sent_s = (max(sent, default=0) - first) / 1000
+    delivered_s = (max(delivered, default=0) - first) / 1000
+    done = max(1, len(sent))
+    return {"messages": n, "window": window, "finished": finished, "sent": len(sent),
+            "delivered": len(delivered), "not_delivered": others[:5],
+            "submissions_per_s": round(len(sent) / sent_s) if sent_s > 0 else None,
+            "delivered_per_s": round(len(delivered) / delivered_s) if delivered_s > 0 else None,
+            "first_to_last_sent_s": round(sent_s, 2), "first_sent_to_last_delivered_s": round(delivered_s, 2),
+            "cpu_ms_per_submission": {k: round(v * 1000 / done, 3) for k, v in cpu.items()},
+            "peak_rss_mb": rss, "database": db_url.split("@")[-1].split(":")[0]}
+
+
+def egress_row(broker, n: int = 5000) -> dict:
+    """The through-egress figure as a row of bench/run.py's table."""
+    r = egress_path(broker, n, 10)
+    return {"figure": "SMPP sms.outbound->egress->jSMPP, window 10",
+            "per_s": r["submissions_per_s"] or float("nan"), "spread": 0.0,
+            "completed": f"{r['delivered']}/{n} delivered",
+            "delivered_per_s": r["delivered_per_s"],
+            "cpu_s_per_1000": r["cpu_ms_per_submission"], "peak_rss_mb": r["peak_rss_mb"]}
+
+
+def through_egress(a: argparse.Namespace) -> None:
+    from bench.profile import summarise
+    from tests.support.infra import Broker
+
+    broker = Broker(int(os.environ.get("HERALD_BENCH_KAFKA_PORT", "19192")))
+    started = broker.start()
+    profile = ROOT / "bench/results/profile-egress-smpp.txt" if a.profile else None
+    try:
+        result = egress_path(broker, a.messages, a.window, a.port, profile)
+    finally:
+        if started:
+            broker.stop()
+    print(json.dumps(result, indent=2))
+    (ROOT / "bench/results/bench-smpp-egress.json").write_text(json.dumps(result, indent=2) + "\n")
+    if profile is not None and profile.exists():
+        total, own, inside = summarise(profile, 15)
+        print(f"\n== egress under py-spy: {total} samples (idle waits included)\n  own time:")
+        for frame, k in own:
+            print(f"    {100 * k / total:5.1f}%  {frame}")
+        print("  inside Herald functions:")
+        for frame, k in inside:
+            print(f"    {100 * k / total:5.1f}%  {frame}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--port", type=int, default=19490)
+    ap.add_argument("--messages", type=int, default=None,
+                    help="20000 for the connector alone, 5000 through egress")
+    ap.add_argument("--port", type=int, default=SMSC_PORT, help="the simulator's port")
     ap.add_argument("--window", type=int, default=10)
+    ap.add_argument("--through-egress", action="store_true",
+                    help="through the egress process and the broker, receipts to delivered")
+    ap.add_argument("--profile", action="store_true", help="with --through-egress: py-spy on egress")
     a = ap.parse_args()
+    if a.through_egress:
+        a.messages = a.messages or 5000
+        through_egress(a)
+        return
+    a.messages = a.messages or 20000
     env = {**os.environ, "SMSC_PORT": str(a.port)}
     script = ROOT / "deploy/smsc/smsc.sh"
     subprocess.run([script, "start"], check=True, env=env)
