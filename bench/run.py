@@ -294,6 +294,9 @@ def main() -> int:
         rows += verification_path(broker.bootstrap, quick)
         if not quick:
             rows += fan_out(broker.port, 10_000)
+            from bench.bench_smpp import egress_row  # SMPP through egress (bench_smpp.py)
+
+            rows.append(egress_row(broker))
     finally:
         if started:
             broker.stop()
