@@ -7,6 +7,7 @@ overridden from the environment with the ``HERALD_`` prefix, e.g. ``HERALD_KAFKA
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -18,12 +19,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (host:port,...)")
-    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="How processors connect to the broker (SASL_* with the user below)")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How processors reach the broker (SASL_*: the user below; *SSL: over TLS)")
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
         "SCRAM-SHA-256", description="SASL mechanism when the protocol is SASL_*")
     kafka_username: str = Field("", description="SASL user of Herald's processors")
     kafka_password: SecretStr = Field(SecretStr(""), description="SASL password (never logged)")
+    kafka_ssl_ca: str = Field(
+        "", description="CA file (PEM) of the broker's certificate (SSL, SASL_SSL); empty: system CAs")
+    kafka_ssl_cert: str = Field(
+        "", description="Client certificate (PEM) for a broker that asks for one (mutual TLS); optional")
+    kafka_ssl_key: str = Field("", description="Private key (PEM) of HERALD_KAFKA_SSL_CERT")
     topic_partitions: int = Field(3, ge=1, description="Partitions of each pipeline topic when created")
     topic_prefix: str = Field("", description="Prefix for every topic name (lets test runs share a broker)")
     topic_replication: int = Field(
@@ -35,6 +41,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the system-of-record database (PostgreSQL in production)",
     )
     web_host: str = Field("127.0.0.1", description="Address the processors' HTTP servers bind to")
+    tls_cert: str = Field(
+        "", description="Certificate chain (PEM): ingress and the console serve HTTPS only; empty: HTTP")
+    tls_key: str = Field("", description="Private key (PEM) of HERALD_TLS_CERT")
     ingress_port: int = Field(8080, description="Port of ingress (webhooks, send API, /health, /metrics)")
     router_port: int = Field(8081, description="Port of the router's /health and /metrics")
     egress_port: int = Field(8082, description="Port of egress's /health and /metrics")
@@ -80,6 +89,9 @@ class Settings(BaseSettings):
     )
     api_rate_per_second: float = Field(200.0, gt=0, description="Send-API requests per second per tenant")
     api_rate_burst: int = Field(400, ge=1, description="Send-API burst size per tenant")
+    api_key_rate_per_second: float = Field(
+        100.0, gt=0, description="Requests per second per API key on ingress's and the console's /v1")
+    api_key_rate_burst: int = Field(200, ge=1, description="Burst of requests per API key on /v1")
     carriers_file: str = Field(
         "deploy/carriers.json", description="JSON file declaring carriers, routes and their secrets"
     )
@@ -110,26 +122,69 @@ class Settings(BaseSettings):
 
     @property
     def kafka_sasl(self) -> bool:
-        return self.kafka_security_protocol != "PLAINTEXT"
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    @property
+    def kafka_tls(self) -> bool:
+        return self.kafka_security_protocol.endswith("SSL")
 
     def kafka_config(self, **extra: Any) -> dict[str, Any]:
         """confluent-kafka client settings: the bootstrap servers and, on a SASL broker, the
-        credentials. Every confluent client in Herald is made from this."""
+        credentials; over TLS, the CA (and client certificate) to use. Every confluent client in
+        Herald is made from this."""
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        for cert, key, what in ((self.tls_cert, self.tls_key, "HERALD_TLS_CERT and HERALD_TLS_KEY"),
+                                (self.kafka_ssl_cert, self.kafka_ssl_key,
+                                 "HERALD_KAFKA_SSL_CERT and HERALD_KAFKA_SSL_KEY")):
+            if bool(cert) != bool(key):
+                raise ValueError(f"{what} go together: set both or neither")
+        return self
+
         cfg: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
         if self.kafka_sasl:
-            cfg.update({"security.protocol": self.kafka_security_protocol,
-                        "sasl.mechanism": self.kafka_sasl_mechanism,
+            cfg.update({"sasl.mechanism": self.kafka_sasl_mechanism,
                         "sasl.username": self.kafka_username,
                         "sasl.password": self.kafka_password.get_secret_value()})
         return cfg | extra
 
+        if self.kafka_security_protocol != "PLAINTEXT":
+            cfg["security.protocol"] = self.kafka_security_protocol
     def topic(self, name: str) -> str:
         """The broker-side name of a catalogue topic."""
         return f"{self.topic_prefix}{name}"
 
 
+        if self.kafka_tls:
+            # librdkafka checks the broker's name (or IP) against its certificate by default.
+            cfg["ssl.endpoint.identification.algorithm"] = "https"
+            if self.kafka_ssl_ca:
+                cfg["ssl.ca.location"] = self.kafka_ssl_ca
+            if self.kafka_ssl_cert:
+                cfg.update({"ssl.certificate.location": self.kafka_ssl_cert,
+                            "ssl.key.location": self.kafka_ssl_key})
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the Faust/aiokafka side (None unless the protocol is SSL or
+        SASL_SSL): the broker's certificate checked against HERALD_KAFKA_SSL_CA (else the
+        system's CAs), its name checked, the client certificate presented when set."""
+        if not self.kafka_tls:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.kafka_ssl_ca or None)
+        if self.kafka_ssl_cert:
+            ctx.load_cert_chain(self.kafka_ssl_cert, self.kafka_ssl_key)
+        return ctx
+
+    def server_ssl_context(self) -> ssl.SSLContext | None:
+        """The HTTPS context of ingress and the console (None: plain HTTP): TLS 1.2 or newer."""
+        if not self.tls_cert:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        return ctx
+
     return Settings()
 
 
