@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import logging
 import re
-import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -182,9 +181,8 @@ class Processor:
             Worker=QuietWorker,
             broker_credentials=faust.SASLCredentials(
                 username=s.kafka_username, password=s.kafka_password.get_secret_value(),
-                mechanism=s.kafka_sasl_mechanism,
-                ssl_context=ssl.create_default_context() if s.kafka_security_protocol == "SASL_SSL" else None,
-            ) if s.kafka_sasl else None,
+                mechanism=s.kafka_sasl_mechanism, ssl_context=s.kafka_ssl_context(),
+            ) if s.kafka_sasl else faust.SSLCredentials(s.kafka_ssl_context()) if s.kafka_tls else None,
             # a topic that appears (or grows) after start is noticed within this, not 5 minutes
             consumer_metadata_max_age_ms=30_000,
         )
