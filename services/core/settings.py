@@ -120,6 +120,15 @@ class Settings(BaseSettings):
                              f"({self.topic_replication}): no write could ever succeed")
         return self
 
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        for cert, key, what in ((self.tls_cert, self.tls_key, "HERALD_TLS_CERT and HERALD_TLS_KEY"),
+                                (self.kafka_ssl_cert, self.kafka_ssl_key,
+                                 "HERALD_KAFKA_SSL_CERT and HERALD_KAFKA_SSL_KEY")):
+            if bool(cert) != bool(key):
+                raise ValueError(f"{what} go together: set both or neither")
+        return self
+
     @property
     def kafka_sasl(self) -> bool:
         return self.kafka_security_protocol.startswith("SASL_")
@@ -132,29 +141,13 @@ class Settings(BaseSettings):
         """confluent-kafka client settings: the bootstrap servers and, on a SASL broker, the
         credentials; over TLS, the CA (and client certificate) to use. Every confluent client in
         Herald is made from this."""
-    @model_validator(mode="after")
-    def _tls_pairs(self) -> Settings:
-        for cert, key, what in ((self.tls_cert, self.tls_key, "HERALD_TLS_CERT and HERALD_TLS_KEY"),
-                                (self.kafka_ssl_cert, self.kafka_ssl_key,
-                                 "HERALD_KAFKA_SSL_CERT and HERALD_KAFKA_SSL_KEY")):
-            if bool(cert) != bool(key):
-                raise ValueError(f"{what} go together: set both or neither")
-        return self
-
         cfg: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        if self.kafka_security_protocol != "PLAINTEXT":
+            cfg["security.protocol"] = self.kafka_security_protocol
         if self.kafka_sasl:
             cfg.update({"sasl.mechanism": self.kafka_sasl_mechanism,
                         "sasl.username": self.kafka_username,
                         "sasl.password": self.kafka_password.get_secret_value()})
-        return cfg | extra
-
-        if self.kafka_security_protocol != "PLAINTEXT":
-            cfg["security.protocol"] = self.kafka_security_protocol
-    def topic(self, name: str) -> str:
-        """The broker-side name of a catalogue topic."""
-        return f"{self.topic_prefix}{name}"
-
-
         if self.kafka_tls:
             # librdkafka checks the broker's name (or IP) against its certificate by default.
             cfg["ssl.endpoint.identification.algorithm"] = "https"
@@ -163,8 +156,8 @@ class Settings(BaseSettings):
             if self.kafka_ssl_cert:
                 cfg.update({"ssl.certificate.location": self.kafka_ssl_cert,
                             "ssl.key.location": self.kafka_ssl_key})
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
+        return cfg | extra
+
     def kafka_ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context of the Faust/aiokafka side (None unless the protocol is SSL or
         SASL_SSL): the broker's certificate checked against HERALD_KAFKA_SSL_CA (else the
@@ -185,6 +178,13 @@ def get_settings() -> Settings:
         ctx.load_cert_chain(self.tls_cert, self.tls_key)
         return ctx
 
+    def topic(self, name: str) -> str:
+        """The broker-side name of a catalogue topic."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
     return Settings()
 
 
