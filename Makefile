@@ -65,6 +65,7 @@ test-browser: install browser ## The console driven in headless Chromium against
 
 bench: install ## Full benchmark suite; writes bench/results/
 	$(BIN)/python -m bench.run --mode full
+	$(BIN)/python -m bench.bench_codec
 	$(BIN)/python -m bench.bench_console
 	$(BIN)/python -m bench.bench_smpp
 
@@ -73,6 +74,7 @@ bench-console: install ## Console list pages over 100,000 contacts and 1,000,000
 
 bench-quick: install ## Benchmarks in under two minutes
 	$(BIN)/python -m bench.run --mode quick
+	$(BIN)/python -m bench.bench_codec --calls 2000 --rounds 3
 
 bench-profile: install ## py-spy over ingress, router and egress on the inbound path
 	$(BIN)/python -m bench.profile
