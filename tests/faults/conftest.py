@@ -1,0 +1,94 @@
+"""One fault platform for the whole suite (see harness.py), and the table of results that the
+suite writes into docs/reliability.md between its markers when it has run."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from services.core.db import Database
+from services.core.db.migrate import upgrade
+from services.core.topics import ensure_topics
+from services.ledger.domain import create_gift
+from services.verifier.demo import seed_scheme
+from services.verifier.domain.admin import TierSpec
+from tests.faults.harness import NUMBER, TENANT, FaultPlatform, Row, start_fault_platform
+from tests.support.infra import LocalPostgres, Stack
+from tests.support.seed import seed_tenant
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "reliability.md"
+BEGIN, END = "<!-- faults:begin -->", "<!-- faults:end -->"
+SECRET_KEY = "dev-only-change-me"  # the settings' default HERALD_SECRET_KEY: codes are hashed with it
+
+HEADER = """# Reliability
+
+What Herald promises: nothing accepted is lost and nothing takes effect twice. This page shows
+the evidence, written by the test suites that produce it.
+
+"""
+
+
+@pytest.fixture(scope="session")
+def fault_pg():
+    """A PostgreSQL server of the suite's own: the PostgreSQL scenario restarts it."""
+    if LocalPostgres.bindir() is None:
+        pytest.skip("no PostgreSQL binaries (initdb, pg_ctl) on this machine")
+    data = Path(tempfile.mkdtemp(prefix="herald-faults-pg-"))
+    data.chmod(0o755)  # PostgreSQL runs as the postgres user when the tests run as root
+    pg = LocalPostgres(data / "data")
+    pg.start()
+    yield pg
+    pg.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fault_platform(broker, fault_pg, tmp_path_factory) -> FaultPlatform:
+    upgrade(fault_pg.url)
+    stack = Stack(broker.bootstrap, fault_pg.url)
+    ensure_topics(stack.settings(topic_partitions=3))
+    key = seed_tenant(stack, TENANT, number=NUMBER)
+    db = Database(fault_pg.url)
+    with db.session() as s:
+        scheme = seed_scheme(s, SECRET_KEY, TENANT, codes=400, points=10,
+                             tiers=[TierSpec("a phone card", 0.2, 60)], cards_per_tier=60)
+        create_gift(s, TENANT, 1, "gift card", 20)
+    platform = start_fault_platform(stack, tmp_path_factory.mktemp("faults"), key, list(scheme.codes), db)
+    platform.pg = fault_pg
+    yield platform
+    stack.stop_all()
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def fault_table():
+    rows: list[Row] = []
+    yield rows
+    if rows:
+        write_table(rows)
+
+
+def render(rows: list[Row], when: datetime) -> str:
+    head = ["scenario", "accepted", "lost", "duplicated submits", "double effects", "recovery s",
+            "DLQ records", "note"]
+    lines = [f"Last run: {when:%Y-%m-%d %H:%M} UTC (`make test-faults`, {len(rows)} scenarios).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in r.cells()) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_table(rows: list[Row]) -> None:
+    text = DOC.read_text() if DOC.exists() else (
+        HEADER + f"{BEGIN}\n{END}\n\n<!-- isolation:begin -->\n<!-- isolation:end -->\n")
+    if BEGIN not in text:
+        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    table = render(rows, datetime.now(UTC))
+    text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: f"{BEGIN}\n{table}\n{END}",
+                  text, flags=re.S)
+    DOC.write_text(text)

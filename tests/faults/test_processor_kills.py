@@ -1,0 +1,28 @@
+"""SIGKILL of each processor in turn while the load flows, then a restart (what a supervisor
+does): whatever it had done but not yet committed is redelivered and must not take effect twice."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.faults.harness import Checker, Load
+from tests.faults.scenario import record
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("name", ["ingress", "router", "egress", "verifier", "ledger"])
+def test_a_processor_killed_mid_stream_and_restarted_loses_nothing_and_doubles_nothing(
+        fault_platform, fault_table, name):
+    p = fault_platform
+    check = Checker(p)
+    load = Load(p, calls=30, rate=6).start()
+    load.wait_sent(10)
+    p.procs[name].kill()  # SIGKILL: no shutdown, no last commit
+    killed = time.monotonic()
+    p.restart(name)
+    recovery = p.seconds_until_healthy(killed)
+    record(fault_table, check.settle(f"SIGKILL {name}, restarted", load.join(), recovery,
+                                     "recovery counted from the kill"))
