@@ -8,6 +8,9 @@
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA_DIR
 # (.run/kafka-<port>), KAFKA_HEAP (512m), KAFKA_TEMPLATE (server.properties.template here; see
 # deploy/kafka/acl/ for the one with SASL/SCRAM and ACLs on).
+# A TLS listener besides (optional): KAFKA_TLS_PORT, KAFKA_TLS_KEYSTORE (one PEM file: the private
+# key, unencrypted PKCS#8, then the certificate chain), KAFKA_TLS_PROTOCOL (SSL, or SASL_SSL on the
+# SASL template), KAFKA_TLS_TRUSTSTORE (CA PEM of client certificates: asked for, not required).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -33,11 +36,35 @@ answers() {
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && grep -q "Kafka Server started" "$LOG" 2>/dev/null
 }
 
+add_tls_listener() {
+  # Kafka 3.x+ reads PEM keystores itself (ssl.keystore.type=PEM): no JKS, no keytool.
+  local props="$1" proto="${KAFKA_TLS_PROTOCOL:-SSL}"
+  : "${KAFKA_TLS_KEYSTORE:?set KAFKA_TLS_KEYSTORE (PEM: private key and certificate chain)}"
+  case "$proto" in SSL|SASL_SSL) ;; *) echo "KAFKA_TLS_PROTOCOL: SSL or SASL_SSL" >&2; exit 2 ;; esac
+  sed -i -e "s|^listeners=.*|&,$proto://127.0.0.1:$KAFKA_TLS_PORT|" \
+    -e "s|^advertised.listeners=.*|&,$proto://127.0.0.1:$KAFKA_TLS_PORT|" \
+    -e "s|^listener.security.protocol.map=.*|&,$proto:$proto|" "$props"
+  {
+    echo "ssl.keystore.type=PEM"
+    echo "ssl.keystore.location=$KAFKA_TLS_KEYSTORE"
+    echo "ssl.enabled.protocols=TLSv1.3,TLSv1.2"
+    if [ -n "${KAFKA_TLS_TRUSTSTORE:-}" ]; then
+      echo "ssl.truststore.type=PEM"
+      echo "ssl.truststore.location=$KAFKA_TLS_TRUSTSTORE"
+      echo "ssl.client.auth=requested"
+    fi
+    if [ "$proto" = SASL_SSL ]; then  # the server side of SCRAM on this listener: no credentials
+      echo "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    fi
+  } >> "$props"
+}
+
 prepare() {
   fetch
   mkdir -p "$DATA/logs"
   sed -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CPORT|g" -e "s|@DATA_DIR@|$DATA/logs|g" \
     "$TEMPLATE" > "$DATA/server.properties"
+  if [ -n "${KAFKA_TLS_PORT:-}" ]; then add_tls_listener "$DATA/server.properties"; fi
   if [ ! -f "$DATA/logs/meta.properties" ]; then
     local uuid
     uuid="$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid)"

@@ -4,6 +4,7 @@
 # Environment: KAFKA_PORT (9192), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA_DIR
 # (.run/kafka-secure-<port>), KAFKA_ADMIN_PASSWORD (required for start: the super user 'admin').
 # Then: deploy/kafka/acl/herald_acl.py to add the platform's and each tenant's users and ACLs.
+# With KAFKA_TLS_PORT and KAFKA_TLS_KEYSTORE set (see kafka.sh), a SASL_SSL listener besides.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KAFKA="$(cd "$HERE/.." && pwd)"
@@ -12,6 +13,7 @@ export KAFKA_PORT="${KAFKA_PORT:-9192}"
 export KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
 export KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-$ROOT/.run/kafka-secure-$KAFKA_PORT}"
 export KAFKA_TEMPLATE="$KAFKA_DATA_DIR/server-sasl.properties.template"
+export KAFKA_TLS_PROTOCOL="${KAFKA_TLS_PROTOCOL:-SASL_SSL}"
 LIBS="$KAFKA/.libs"
 
 render() {

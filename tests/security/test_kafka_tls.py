@@ -1,0 +1,162 @@
+"""Kafka over TLS: the ACL'd broker of deploy/kafka/acl/ with a SASL_SSL listener besides its
+SASL_PLAINTEXT one, its certificate signed by a CA this test makes (tests/support/tls.py).
+Ingress and the router, given only the TLS listener and the CA (HERALD_KAFKA_SSL_CA), carry a
+text from the carrier webhook to the router's reply on sms.outbound; a client that does not
+trust the CA, or that speaks plaintext to the TLS port, is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from services.core.carriers import sign
+from services.core.db.migrate import upgrade
+from services.core.messages import message_id_for
+from services.core.settings import Settings
+from services.core.topics import ensure_topics
+from services.ingress.domain import mo_message_id
+from tests.support.infra import ROOT, Stack, free_port, wait_until
+from tests.support.seed import seed_tenant
+from tests.support.tls import make_pki
+
+pytestmark = pytest.mark.integration
+
+SECURE = ROOT / "deploy" / "kafka" / "acl" / "secure-broker.sh"
+ACL = ROOT / "deploy" / "kafka" / "acl" / "herald_acl.py"
+ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex[:12]
+WEBHOOK_SECRET = "tls-test-webhook-secret"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def tls_broker(pki):
+    """(SASL_PLAINTEXT bootstrap, SASL_SSL bootstrap) of a broker started for this module."""
+    port, cport, tls_port = free_port(), free_port(), free_port()
+    data = ROOT / ".run" / f"test-kafka-tls-{port}"
+    env = {"PATH": os.environ["PATH"], "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(cport),
+           "KAFKA_DATA_DIR": str(data), "KAFKA_ADMIN_PASSWORD": ADMIN_PASSWORD, "KAFKA_HEAP": "384m",
+           "KAFKA_TLS_PORT": str(tls_port), "KAFKA_TLS_KEYSTORE": str(pki.keystore)}
+    subprocess.run([str(SECURE), "start"], check=True, env=env, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}", f"127.0.0.1:{tls_port}"
+    finally:
+        subprocess.run([str(SECURE), "stop"], env=env, timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+class TlsStack(Stack):
+    """A stack whose processes reach the broker over SASL_SSL only, as ``user``; the test's own
+    clients (topic creation, reading) as the super user, over SASL_SSL too."""
+
+    def __init__(self, bootstrap: str, database_url: str, ca: str, user: str, password: str) -> None:
+        super().__init__(bootstrap, database_url)
+        self.ca, self.user, self.password = ca, user, password
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return super().env(HERALD_KAFKA_SECURITY_PROTOCOL="SASL_SSL", HERALD_KAFKA_SSL_CA=self.ca,
+                           HERALD_KAFKA_USERNAME=self.user, HERALD_KAFKA_PASSWORD=self.password,
+                           **extra)
+
+    def settings(self, **overrides: Any) -> Settings:
+        return super().settings(kafka_security_protocol="SASL_SSL", kafka_ssl_ca=self.ca,
+                                kafka_username="admin", kafka_password=ADMIN_PASSWORD, **overrides)
+
+
+def list_topics(config: dict) -> dict:
+    return AdminClient({**config, "log_level": 0}).list_topics(timeout=4).topics
+
+
+def test_ingress_and_the_router_carry_a_text_over_sasl_ssl_only(tls_broker, pki, tmp_path):
+    plain, tls = tls_broker
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    upgrade(url)
+    password = "platform-" + uuid.uuid4().hex[:12]
+    stack = TlsStack(tls, url, str(pki.ca), "herald-tls", password)
+    done = subprocess.run([sys.executable, str(ACL), "--bootstrap", plain, "--topic-prefix", stack.prefix,
+                           "platform", "add", "--user", "herald-tls", "--password", password],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], "KAFKA_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    assert done.returncode == 0, done.stderr
+    settings = stack.settings()
+    ensure_topics(settings)
+    key = seed_tenant(stack, "acme", number="10690001", help_text="Acme help over TLS.")
+    assert key
+    carriers = tmp_path / "carriers.json"
+    carriers.write_text(json.dumps({"carriers": [{
+        "name": "sim", "kind": "http", "submit_url": "http://127.0.0.1:9/submit", "api_token": "t",
+        "webhook_auth": "hmac", "webhook_secret": WEBHOOK_SECRET, "prefixes": ["+"], "priority": 10,
+        "rate_per_second": 100, "timeout_s": 3}]}))
+    try:
+        ingress = stack.start("services.ingress", HERALD_CARRIERS_FILE=str(carriers))
+        router = stack.start("services.router", HERALD_CARRIERS_FILE=str(carriers))
+        raw = json.dumps({"id": "tls-mo-1", "from": "+8613812345678", "to": "10690001",
+                          "text": "help"}).encode()
+        r = httpx.post(f"{ingress.url}/carriers/sim/mo", content=raw, timeout=15,
+                       headers={"X-Herald-Signature": sign(WEBHOOK_SECRET, raw),
+                                "Content-Type": "application/json"})
+        assert r.status_code == 200, r.text  # answered once the broker acknowledged, over TLS
+        reply_id = message_id_for("acme", f"reply-{mo_message_id('sim', 'tls-mo-1')}")
+        c = Consumer(settings.kafka_config(**{"group.id": f"t-{uuid.uuid4().hex}",
+                                              "auto.offset.reset": "earliest"}))
+        c.subscribe([stack.topic("sms.outbound")])
+        got: list[dict] = []
+
+        def replied() -> bool:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append(json.loads(msg.value()))
+            return any(e["message_id"] == reply_id for e in got)
+
+        wait_until(replied, 90, interval=0.05, what="the router's HELP reply on sms.outbound")
+        c.close()
+        (reply,) = [e for e in got if e["message_id"] == reply_id]
+        assert "Acme help over TLS." in reply["text"] and reply["to"] == "+8613812345678"
+        assert ingress.alive() and router.alive()
+    finally:
+        stack.stop_all()
+    for proc in (ingress, router):
+        log = proc.log_path.read_text()
+        assert password not in log and ADMIN_PASSWORD not in log
+
+
+def test_a_client_that_does_not_trust_the_ca_is_refused(tls_broker, pki, tmp_path):
+    _, tls = tls_broker
+    sasl = {"bootstrap.servers": tls, "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "admin", "sasl.password": ADMIN_PASSWORD}
+    # Trusting the test CA, the super user is in.
+    assert list_topics({**sasl, "ssl.ca.location": str(pki.ca)}) is not None
+    # No CA given (the system's store does not know ours): the handshake fails.
+    with pytest.raises(KafkaException):
+        list_topics(sasl)
+    # A CA of someone else's making: refused too.
+    other = make_pki(tmp_path / "other")
+    with pytest.raises(KafkaException):
+        list_topics({**sasl, "ssl.ca.location": str(other.ca)})
+    # Plaintext SASL to the TLS port gets nowhere.
+    with pytest.raises(KafkaException):
+        list_topics({**sasl, "security.protocol": "SASL_PLAINTEXT"})
+    # The Faust/aiokafka side's context refuses the same broker without the CA.
+    ctx = Settings(kafka_security_protocol="SASL_SSL").kafka_ssl_context()
+    host, port = tls.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock, pytest.raises(ssl.SSLError):
+        ctx.wrap_socket(sock, server_hostname=host)
+    ok = Settings(kafka_security_protocol="SASL_SSL", kafka_ssl_ca=str(pki.ca)).kafka_ssl_context()
+    with socket.create_connection((host, int(port)), timeout=5) as sock, \
+            ok.wrap_socket(sock, server_hostname=host) as tls_sock:
+        assert tls_sock.version() in ("TLSv1.2", "TLSv1.3")
