@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         8088, description="Port of the console: web program, admin API, /health, /metrics")
     console_session_hours: float = Field(12.0, gt=0, description="How long a console sign-in lasts")
     console_secure_cookies: bool = Field(
-        False, description="Mark console cookies Secure (set it when the console is served over HTTPS)")
+        False, description="Mark console cookies Secure (behind an HTTPS proxy; on with HERALD_TLS_CERT)")
     console_max_failed_logins: int = Field(
         5, ge=1, description="Wrong passwords in a row before a console account is locked")
     console_lockout_minutes: float = Field(
@@ -127,6 +127,8 @@ class Settings(BaseSettings):
                                  "HERALD_KAFKA_SSL_CERT and HERALD_KAFKA_SSL_KEY")):
             if bool(cert) != bool(key):
                 raise ValueError(f"{what} go together: set both or neither")
+        if self.tls_cert:  # served over HTTPS: the console's cookies never travel in clear
+            self.console_secure_cookies = True
         return self
 
     @property

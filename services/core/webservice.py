@@ -15,7 +15,7 @@ from . import metrics
 from .db import Database
 from .health import HealthCheck
 from .kafka import AsyncProducer
-from .settings import Settings
+from .settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,19 @@ def close_stores_on_cleanup(app: web.Application, db: Database, producer: AsyncP
 
 
 def serve(app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int,
-          name: str) -> None:
-    """Build the app (dependencies start here), serve until a signal, then clean up."""
+          name: str, settings: Settings | None = None) -> None:
+    """Build the app (dependencies start here), serve until a signal, then clean up. With
+    HERALD_TLS_CERT and HERALD_TLS_KEY set the port speaks HTTPS only (a certificate that does
+    not load stops the process before anything starts)."""
 
     async def main() -> None:
+        tls = (settings or get_settings()).server_ssl_context()
         app = await app_factory()
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
-        log.info("%s: listening on http://%s:%d", name, host, port)
+        log.info("%s: listening on %s://%s:%d", name, "https" if tls else "http", host, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
