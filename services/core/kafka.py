@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
@@ -57,6 +58,39 @@ class AsyncProducer:
     async def send(self, topic: str, event: dict[str, Any], key: str | None = None) -> Any:
         """Validate against the topic's schema, produce, and wait for the broker's ack."""
         return await self.send_raw(topic, encode(schema_for_topic(topic), event), key)
+
+    async def send_all(self, records: Sequence[tuple[str, bytes, bytes | str | None]]) -> None:
+        """Produce each ``(catalogue topic, value, key)`` and return once the broker acknowledged
+        every one of them (one wake-up of the event loop per call, not per record); raise the
+        first delivery error."""
+        if not records:
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        pending = len(records)
+        errors: list[Any] = []
+
+        def delivered(err, _msg) -> None:
+            # Runs on the poll thread only, so the count needs no lock.
+            nonlocal pending
+            if err is not None:
+                errors.append(err)
+            pending -= 1
+            if pending == 0:
+                if errors:
+                    loop.call_soon_threadsafe(_set_exc, fut, KafkaException(errors[0]))
+                else:
+                    loop.call_soon_threadsafe(_set_result, fut, None)
+
+        topic_of = self.settings.topic
+        for topic, value, key in records:
+            while True:
+                try:
+                    self._producer.produce(topic_of(topic), value, key=key, on_delivery=delivered)
+                    break
+                except BufferError:  # librdkafka's queue is full: let the poll thread drain it
+                    await asyncio.sleep(0.005)
+        await fut
 
     async def send_many(self, items: list[tuple[str, dict[str, Any], str | None]]) -> None:
         await asyncio.gather(*(self.send(t, e, k) for t, e, k in items))

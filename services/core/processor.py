@@ -1,7 +1,13 @@
-"""The one way a Herald processor is built: a Faust app with /health and /metrics, streams that
-decode and validate each event (sending what fails to ``<topic>.dlq`` with the reason), a plain
-handler that holds the domain logic, and sends that are acknowledged by the broker before the
-consumed offsets may be committed.
+"""The one way a Herald processor is built: ``Processor(name)``, with streams that decode and
+validate each event (sending what fails to ``<topic>.dlq`` with the reason), a plain handler that
+holds the domain logic, sends that are acknowledged by the broker before the consumed offsets
+may be committed, and /health and /metrics.
+
+Two cores stand behind the one API: ``Processor(name, core="librdkafka")`` is the batched
+librdkafka core (``services.core.rdkafka_core.BatchProcessor``) that the hot processors (router,
+egress, verifier, ledger) choose; the default is the Faust app below, kept where Faust's tables
+and timers earn their place (campaigns, metrics, bridge). docs/performance.md has the
+measurement behind the choice.
 
 Start-up order: settings -> database -> Faust app (producer, consumer, web) -> run until
 SIGTERM/SIGINT -> stop in reverse order.
@@ -16,7 +22,6 @@ import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,54 +30,22 @@ import mode
 from aiokafka import TopicPartition as AioTP
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from . import metrics
+from .batches import Isolating
 from .db import Database
 from .dlq import dlq_record
+from .events import Handler, In, Out, Rejected
 from .health import HealthCheck
+from .retry import TRANSIENT, until_done
 from .schemas import EventInvalid, decode, encode, schema_for_topic
 from .settings import Settings, get_settings
 from .topics import dlq_name, wait_for_topics
+from .webservice import add_health_routes
+
+__all__ = ["TRANSIENT", "Handler", "In", "Out", "Processor", "Rejected"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Out:
-    """An event a handler wants produced: catalogue topic name, key, event."""
-
-    topic: str
-    key: str | None
-    value: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class In:
-    """A decoded, validated event and where it came from."""
-
-    event: dict[str, Any]
-    key: str | None
-    partition: int
-    offset: int
-    topic: str | None = None  # catalogue name (no prefix); set by ``consume_pattern``
-    raw: bytes | None = None  # the record's value exactly as it came off the topic
-
-
-class Rejected(Exception):
-    """Raised by a handler for one event that is well-formed but cannot be processed."""
-
-    def __init__(self, reason: str, kind: str = "rejected") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.kind = kind
-
-
-Handler = Callable[[list[In]], Sequence[Out] | Awaitable[Sequence[Out]]]
-
-# Infrastructure errors mean "try again later", never "the event is bad".
-TRANSIENT = (OperationalError, PoolTimeout, ConnectionError)
 
 
 class QuietWorker(faust.Worker):
@@ -152,8 +125,22 @@ class HeraldApp(faust.App):
 
 
 class Processor:
+    core = "faust"
+
+    def __new__(cls, name: str = "", port: int | None = None, settings: Settings | None = None,
+                use_db: bool = True, *, core: str | None = None) -> Any:
+        """``core``: "faust" (the default) or "librdkafka"."""
+        if cls is Processor:
+            if core not in (None, "faust", "librdkafka"):
+                raise ValueError(f"unknown processor core {core!r}")
+            if core == "librdkafka":
+                from .rdkafka_core import BatchProcessor
+
+                return BatchProcessor(name, port, settings, use_db)
+        return super().__new__(cls)
+
     def __init__(self, name: str, port: int | None = None, settings: Settings | None = None,
-                 use_db: bool = True) -> None:
+                 use_db: bool = True, *, core: str | None = None) -> None:
         self.name = name
         self.settings = s = settings or get_settings()
         logging.basicConfig(level=s.log_level.upper().replace("WARN", "WARNING"),
@@ -189,6 +176,7 @@ class Processor:
         Path(self.app.conf.datadir).mkdir(parents=True, exist_ok=True)
         self._topics: dict[str, faust.TopicT] = {}
         self._sources: list[str] = []  # full names of the topics the agents consume
+        self._hooks: list[Callable[..., Any]] = []
         self.health = HealthCheck(s.kafka_config(), self.db)
         self._install_pages()
 
@@ -238,22 +226,17 @@ class Processor:
         is_async = inspect.iscoroutinefunction(handler)
 
         async def call(items: list[In]) -> Sequence[Out]:
-            if is_async:
-                return await handler(items)
-            return await asyncio.to_thread(handler, items)
+            async def attempt() -> Sequence[Out]:
+                if is_async:
+                    return await handler(items)
+                return await asyncio.to_thread(handler, items)
 
-        async def call_until_done(items: list[In]) -> Sequence[Out] | Exception:
-            delay = 0.2
-            while True:
-                try:
-                    return await call(items)
-                except TRANSIENT as exc:
-                    log.warning("%s: transient failure, retrying in %.1fs: %s", self.name, delay,
-                                type(exc).__name__)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                except Exception as exc:  # noqa: BLE001 - decided per event below
-                    return exc
+            return await until_done(attempt, what=f"{self.name}: {topic_name}")
+
+        async def dead_letter(item: In, msg: Any, reason: str, kind: str) -> None:
+            await self.to_dlq(topic_name, msg, reason, kind, item.event.get("tenant_id"))
+
+        isolating: Isolating[Any] = Isolating(self.name, call, self.send, dead_letter)
 
         async def agent(stream):
             async for events in stream.take_events(batch, within=within):
@@ -271,23 +254,7 @@ class Processor:
                     good.append((In(data, key, msg.partition, msg.offset, raw=msg.value), msg))
                 if not good:
                     continue
-                result = await call_until_done([g[0] for g in good])
-                if not isinstance(result, Exception):
-                    await self.send(result)
-                else:
-                    # Find the culprit(s): each event alone.
-                    for item, msg in good:
-                        single = await call_until_done([item])
-                        if isinstance(single, Exception):
-                            kind = single.kind if isinstance(single, Rejected) else "processing_error"
-                            reason = single.reason if isinstance(single, Rejected) else (
-                                f"{type(single).__name__}: {single}")
-                            if kind == "processing_error":
-                                log.exception("%s: handler failed", self.name, exc_info=single)
-                            await self.to_dlq(topic_name, msg, reason, kind,
-                                              item.event.get("tenant_id"))
-                        else:
-                            await self.send(single)
+                await isolating.run(good)
                 metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
 
         agent.__name__ = f"{self.name}_{topic_name.replace('.', '_')}"
@@ -332,20 +299,40 @@ class Processor:
         loop.__name__ = name
         app.task(loop)
 
+    def on_start(self, hook: Callable[[], Any]) -> None:
+        """Before any agent consumes (on Faust's worker-init); a plain function."""
+
+        def init(sender: Any = None, **kwargs: Any) -> None:
+            if inspect.isawaitable(hook()):
+                raise TypeError("an on_start hook of the Faust core must be a plain function")
+
+        self._hooks.append(init)  # kept referenced: Faust's signals may hold weak references
+        self.app.on_worker_init.connect(init)
+
+    def on_running(self, hook: Callable[[], Awaitable[object]]) -> None:
+        """Once the app runs."""
+
+        async def task() -> None:
+            await hook()
+
+        task.__name__ = getattr(hook, "__name__", "on_running")
+        self.app.task(task)
+
+    def on_stop(self, hook: Callable[[], Any]) -> None:
+        """Before the app shuts down."""
+
+        async def stop(sender: Any = None, **kwargs: Any) -> None:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+
+        self._hooks.append(stop)
+        self.app.on_before_shutdown.connect(stop)
+
     # -- web ----------------------------------------------------------------------------------
     def _install_pages(self) -> None:
-        app = self.app
-
-        @app.page("/health")
-        async def health(web, request):
-            status = await self.health.status()
-            status["processor"] = self.name
-            return web.json(status, status=200 if status["status"] == "ok" else 503)
-
-        @app.page("/metrics")
-        async def prom(web, request):
-            body, ctype = metrics.render()
-            return web.bytes(body, content_type=ctype.split(";")[0])
+        # Faust's web server is aiohttp: the same routes as every other Herald service.
+        add_health_routes(self.app.web.web_app, self.name, self.health)
 
     # -- running ------------------------------------------------------------------------------
     def check_dependencies(self) -> None:
@@ -410,6 +397,10 @@ class PatternConsumer(mode.Service):
         }
         self._consumer: Consumer | None = None
         self._done = asyncio.Event()
+        self.isolating: Isolating[Any] = Isolating(
+            p.name, self._call, p.send,
+            lambda item, msg, reason, kind: self._dlq(item.topic or "", msg, reason, kind,
+                                                      self._tenant(item.topic or "", item.event)))
 
     def _catalogue_name(self, topic: str) -> str:
         return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
@@ -430,20 +421,13 @@ class PatternConsumer(mode.Service):
             await asyncio.to_thread(self._consumer.close)
             self._consumer = None
 
-    async def _call(self, items: list[In]) -> Sequence[Out] | Exception:
-        delay = 0.2
-        while True:
-            try:
-                if self.is_async:
-                    return await self.handler(items)
-                return await asyncio.to_thread(self.handler, items)
-            except TRANSIENT as exc:
-                log.warning("%s: transient failure, retrying in %.1fs: %s", self.p.name, delay,
-                            type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except Exception as exc:  # noqa: BLE001 - decided per event by the caller
-                return exc
+    async def _call(self, items: list[In]) -> Sequence[Out]:
+        async def attempt() -> Sequence[Out]:
+            if self.is_async:
+                return await self.handler(items)
+            return await asyncio.to_thread(self.handler, items)
+
+        return await until_done(attempt, what=f"{self.p.name}: {self.name}")
 
     async def _dlq(self, topic: str, msg: Any, reason: str, kind: str, tenant_id: str | None) -> None:
         target = self.dlq_for(topic)
@@ -471,24 +455,7 @@ class PatternConsumer(mode.Service):
                 continue
             key = msg.key().decode("utf-8", "replace") if msg.key() is not None else None
             good.append((In(event, key, msg.partition(), msg.offset(), topic, msg.value()), msg))
-        if not good:
-            return
-        result = await self._call([g[0] for g in good])
-        if not isinstance(result, Exception):
-            await self.p.send(result)
-            return
-        for item, msg in good:
-            single = await self._call([item])
-            if isinstance(single, Exception):
-                kind = single.kind if isinstance(single, Rejected) else "processing_error"
-                reason = single.reason if isinstance(single, Rejected) else (
-                    f"{type(single).__name__}: {single}")
-                if kind == "processing_error":
-                    log.exception("%s: handler failed", self.p.name, exc_info=single)
-                await self._dlq(item.topic or "", msg, reason, kind, self._tenant(item.topic or "",
-                                                                                   item.event))
-            else:
-                await self.p.send(single)
+        await self.isolating.run(good)
 
     @mode.Service.task
     async def _consume_loop(self) -> None:

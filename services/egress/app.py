@@ -1,8 +1,8 @@
 """The egress processor: sms.outbound -> carriers -> sms.status, and sms.delivery -> sms.status.
 
 Start-up: settings -> database -> carriers, connectors, rate buckets -> the optouts view, read
-to its end (on Faust's worker-init, before any consumer starts) -> Faust worker. Shutdown stops
-them in reverse: consumers, then connectors and buckets, then the optouts view.
+to its end (an on_start hook: before any record is consumed) -> consumers -> SMPP binds. Shutdown
+stops them in reverse: consumers, then connectors and buckets, then the optouts view.
 
 An outbound batch is handled in three steps so that nothing is sent twice by a retry of the
 batch: (1) one DB transaction records and decides every message (a failure here retries the
@@ -29,7 +29,8 @@ from services.carriers.smpp import parts as smpp_parts
 from services.core import metrics
 from services.core.carriers import Carrier, load_carriers
 from services.core.dlq import dlq_record
-from services.core.processor import TRANSIENT, In, Out, Processor
+from services.core.processor import In, Out, Processor
+from services.core.retry import until_done
 from services.core.schemas import encode
 from services.core.secrets import SecretBox
 from services.core.topics import SMS_DELIVERY, SMS_OUTBOUND, SMS_STATUS, dlq_name
@@ -136,25 +137,19 @@ class Egress:
     async def _record_until_done(self, done: list[tuple[In | None, SendPlan, Result]]) -> list[Out]:
         # Never raise from here: the messages are at the carriers, and a retried batch would
         # send them again.
-        delay = 0.2
-        while True:
-            try:
-                return await asyncio.to_thread(self._record, done)
-            except TRANSIENT as exc:
-                log.warning("egress: recording send results failed, retrying in %.1fs: %s", delay,
-                            type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except Exception:  # noqa: BLE001 - isolate the message that cannot be recorded
-                log.exception("egress: recording a batch failed; recording one message at a time")
-                outs: list[Out] = []
-                for one in done:
-                    try:
-                        outs += await asyncio.to_thread(self._record, [one])
-                    except Exception:  # noqa: BLE001
-                        log.exception("egress: could not record the result for %s",
-                                      one[1].submission.message_id)
-                return outs
+        try:
+            return await until_done(lambda: asyncio.to_thread(self._record, done),
+                                    what="egress: recording send results")
+        except Exception:  # noqa: BLE001 - isolate the message that cannot be recorded
+            log.exception("egress: recording a batch failed; recording one message at a time")
+            outs: list[Out] = []
+            for one in done:
+                try:
+                    outs += await asyncio.to_thread(self._record, [one])
+                except Exception:  # noqa: BLE001
+                    log.exception("egress: could not record the result for %s",
+                                  one[1].submission.message_id)
+            return outs
 
     def _record(self, done: list[tuple[In | None, SendPlan, Result]]) -> list[Out]:
         outs: list[Out] = []
@@ -334,22 +329,22 @@ def build_dependencies(p: Processor) -> Egress:
 
 
 def build() -> Processor:
-    p = Processor("egress")
+    p = Processor("egress", core="librdkafka")
     egress = build_dependencies(p)
-    app = p.app
 
-    @app.on_worker_init.connect
-    def start_optouts(sender: Any = None, **kwargs: Any) -> None:
-        # Before the worker's consumers start: no send before the opt-outs are known.
+    def start_optouts() -> None:
+        # Before the consumers start: no send before the opt-outs are known.
         try:
             egress.optouts.start(OPTOUTS_START_TIMEOUT_S)
         except RuntimeError as exc:
             raise SystemExit(f"egress: {exc}") from None
 
-    @app.on_before_shutdown.connect
-    async def stop_dependencies(sender: Any = None, **kwargs: Any) -> None:
+    async def stop_dependencies() -> None:
         await egress.close()
         egress.optouts.stop()
+
+    p.on_start(start_optouts)
+    p.on_stop(stop_dependencies)
 
     async def sweep_dlrs() -> None:
         outs = await asyncio.to_thread(egress.sweep)
@@ -362,11 +357,8 @@ def build() -> Processor:
         if outs:
             await p.send(outs)
 
-    # Loops, not timers: a slow run delays the next one instead of overlapping it.
-    @app.task
-    async def start_binds() -> None:
-        # Once the app runs: what arrives on a bind is published through its producer.
-        await egress.start_binds()
+    # Once running: what arrives on a bind is published through the processor's producer.
+    p.on_running(egress.start_binds)
 
     base_health = p.health.status
 

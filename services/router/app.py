@@ -11,7 +11,7 @@ from .domain import Router
 
 
 def build(settings: Settings | None = None) -> Processor:
-    p = Processor("router", settings=settings)
+    p = Processor("router", settings=settings, core="librdkafka")
     router = Router()
     db = p.db
 
