@@ -5,11 +5,11 @@ mapped to the named carrier errors."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
 import pytest
 
 import services.carriers as carriers
@@ -18,6 +18,7 @@ from services.carriers.twilio.webhooks import signature
 from services.core.carriers import Carrier
 from services.core.schemas import validate
 from services.core.sending import BadRequest
+from tests.support.carrier_http import answer_with, carrier_answering
 
 TESTDATA = Path(carriers.__file__).parent / "twilio" / "testdata"
 WEBHOOKS = sorted((TESTDATA / "webhooks").glob("*.json"))
@@ -86,38 +87,37 @@ def test_a_signature_made_with_another_token_is_refused():
 @pytest.mark.parametrize("path", SUBMITS, ids=[p.stem for p in SUBMITS])
 def test_a_twilio_submission_answer_is_mapped_as_its_fixture_says(path):
     case = json.loads(path.read_text())
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        a = case["answer"]
-        kw = {"json": a["json"]} if "json" in a else {"text": a.get("text", "")}
-        return httpx.Response(a["status"], headers=a.get("headers", {}), **kw)
-
-    conn = carriers.twilio.connector.TwilioConnector(
-        twilio(status_callback="https://sms.example.org/carriers/tw/dlr"),
-        transport=httpx.MockTransport(answer))
+    a = case["answer"]
+    answer = answer_with(a["status"], a["json"] if "json" in a else a.get("text", ""), a.get("headers", {}))
     sub = Submission("m-1", "+14155550123", "+14155550100", "Your code is 7F3K", "gsm7", 1)
 
     async def go():
-        try:
-            return await conn.submit(sub)
-        finally:
-            await conn.close()
+        async with carrier_answering(answer) as (url, seen):
+            carrier = twilio(status_callback="https://sms.example.org/carriers/tw/dlr")
+            conn = carriers.twilio.connector.TwilioConnector(
+                Carrier(**{**carrier.__dict__, "submit_url": url}))
+            try:
+                return await conn.submit(sub)
+            except carriers.CarrierError as exc:
+                return exc
+            finally:
+                await conn.close()
+                received.extend(seen)
 
+    received: list = []
+    outcome = asyncio.run(go())
     expect = case["expect"]
     if "error" in expect:
-        with pytest.raises(getattr(carriers, expect["error"])) as info:
-            asyncio.run(go())
+        assert isinstance(outcome, getattr(carriers, expect["error"]))
         if "reason" in expect:
-            assert info.value.reason == expect["reason"]
+            assert outcome.reason == expect["reason"]
         if "retry_after" in expect:
-            assert info.value.retry_after == expect["retry_after"]
+            assert outcome.retry_after == expect["retry_after"]
     else:
-        assert asyncio.run(go()).carrier_message_id == expect["carrier_message_id"]
-    (req,) = seen
-    assert req.headers["authorization"] == httpx.BasicAuth("AC123", "12345")._auth_header
-    assert dict(parse_qsl(req.content.decode())) == {
+        assert outcome.carrier_message_id == expect["carrier_message_id"]
+    (req,) = received
+    assert req.headers["authorization"] == "Basic " + base64.b64encode(b"AC123:12345").decode()
+    assert dict(parse_qsl(req.body.decode())) == {
         "To": "+14155550123", "From": "+14155550100", "Body": "Your code is 7F3K",
         "StatusCallback": "https://sms.example.org/carriers/tw/dlr"}
 

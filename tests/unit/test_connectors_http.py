@@ -1,5 +1,6 @@
 """The HTTP connector, table-driven over services/carriers/http/testdata/*.json (each a
-carrier answer and the result or named error it must become), plus the real simulator."""
+carrier answer, or a network condition, and the result or named error it must become), every
+case over a real local socket; plus the real simulator."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -29,6 +29,14 @@ from services.carriers import (
 from services.carriers.http.connector import HttpConnector
 from services.core.carriers import Carrier
 from services.simulator.server import SIMULATOR, SimulatorConfig, create_app
+from tests.support.carrier_http import (
+    answer_after,
+    answer_with,
+    carrier_answering,
+    close_without_answer,
+    connect_never_completes,
+    nothing_listens,
+)
 
 TESTDATA = Path(connectors.__file__).parent / "http" / "testdata"
 FIXTURES = sorted(TESTDATA.glob("*.json"))
@@ -50,20 +58,37 @@ def submission(**overrides: Any) -> Submission:
     return Submission(**{**fields, **overrides})
 
 
-def responder(fixture: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
-    def handle(request: httpx.Request) -> httpx.Response:
-        if "transport_error" in fixture:
-            err = fixture["transport_error"]
-            raise getattr(httpx, err["type"])(err["message"], request=request)
-        r = fixture["response"]
-        body = r["body"]
-        content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        headers = dict(r["headers"])
-        if not isinstance(body, str):
-            headers.setdefault("Content-Type", "application/json")
-        return httpx.Response(r["status"], headers=headers, content=content)
+async def submit_to(url: str, **overrides: Any) -> SubmitResult | CarrierError:
+    conn = HttpConnector(carrier(submit_url=url, **overrides))
+    try:
+        return await conn.submit(submission())
+    except CarrierError as exc:
+        return exc
+    finally:
+        await conn.close()
 
-    return handle
+
+async def outcome_of(fixture: dict[str, Any]) -> SubmitResult | CarrierError:
+    """The fixture's answer or network condition, made real on a local socket, and what the
+    connector made of it (timeouts shortened so that the table runs in seconds)."""
+    condition = fixture.get("transport_error", {}).get("condition")
+    if condition == "connect_never_completes":
+        with connect_never_completes() as url:
+            return await submit_to(url, timeout_s=0.3)
+    if condition == "nothing_listens":
+        return await submit_to(nothing_listens())
+    if condition == "answer_too_slow":
+        answer = answer_after(1.0)
+    elif condition == "closed_without_answer":
+        answer = close_without_answer
+    else:
+        assert condition is None, f"unknown condition {condition!r}"
+        r = fixture["response"]
+        answer = answer_with(r["status"], r["body"], r["headers"])
+    async with carrier_answering(answer) as (url, seen):
+        outcome = await submit_to(url, timeout_s=0.3)
+        assert len(seen) == 1  # one request, never followed to a redirect's Location
+        return outcome
 
 
 def test_fixtures_are_present_and_well_formed():
@@ -82,16 +107,7 @@ def test_carrier_answer_becomes_the_expected_result_or_named_error(path, caplog)
     expect = fixture["expect"]
     caplog.set_level(logging.DEBUG)
 
-    async def go():
-        conn = HttpConnector(carrier(), transport=httpx.MockTransport(responder(fixture)))
-        try:
-            return await conn.submit(submission())
-        except CarrierError as exc:
-            return exc
-        finally:
-            await conn.close()
-
-    outcome = run(go)
+    outcome = run(lambda: outcome_of(fixture))
     if "result" in expect:
         assert outcome == SubmitResult(expect["result"]["carrier_message_id"], "acme")
     else:
@@ -105,40 +121,41 @@ def test_carrier_answer_becomes_the_expected_result_or_named_error(path, caplog)
 
 
 def test_submit_posts_the_simulator_protocol_with_the_bearer_token():
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"carrier_message_id": "c1"})
-
     async def go():
-        conn = HttpConnector(carrier(), transport=httpx.MockTransport(handle))
-        await conn.submit(submission(text="你好", encoding="ucs2", segments=1, message_id="m-9"))
-        await conn.submit(submission(sender=None))
-        await conn.close()
+        async with carrier_answering(answer_with(200, {"carrier_message_id": "c1"})) as (url, seen):
+            conn = HttpConnector(carrier(submit_url=url))
+            await conn.submit(submission(text="你好", encoding="ucs2", segments=1, message_id="m-9"))
+            await conn.submit(submission(sender=None))
+            await conn.close()
+            return list(seen)
 
-    run(go)
-    first, second = seen
-    assert (first.method, str(first.url)) == ("POST", URL)
+    first, second = run(go)
+    assert (first.method, first.path) == ("POST", "/submit")
     assert first.headers["authorization"] == f"Bearer {TOKEN}"
     assert first.headers["content-type"] == "application/json"
-    assert json.loads(first.content) == {"to": "+8613812345678", "from": "10690000", "text": "你好",
-                                         "encoding": "ucs2", "segments": 1, "reference": "m-9"}
+    assert json.loads(first.body) == {"to": "+8613812345678", "from": "10690000", "text": "你好",
+                                      "encoding": "ucs2", "segments": 1, "reference": "m-9"}
     # No sender: "from" is left out, so the carrier applies its default (null is refused).
-    assert "from" not in json.loads(second.content)
+    assert "from" not in json.loads(second.body)
 
 
-def test_one_client_and_its_connections_are_reused_across_submits():
+def test_one_session_and_its_few_connections_carry_every_submit():
     async def go():
-        conn = HttpConnector(carrier(), transport=httpx.MockTransport(
-            lambda r: httpx.Response(200, json={"carrier_message_id": "c"})))
-        client = conn._client
-        await asyncio.gather(*(conn.submit(submission(message_id=f"m{i}")) for i in range(20)))
-        assert conn._client is client
-        await conn.close()
-        assert client.is_closed
+        async with carrier_answering(answer_with(200, {"carrier_message_id": "c"})) as (url, seen):
+            conn = HttpConnector(carrier(submit_url=url, options={"max_connections": 4}))
+            await conn.submit(submission(message_id="first"))
+            session = conn._session
+            results = await asyncio.gather(*(conn.submit(submission(message_id=f"m{i}")) for i in range(40)))
+            assert conn._session is session
+            await conn.close()
+            assert session.closed
+            return results, list(seen)
 
-    run(go)
+    results, seen = run(go)
+    assert results == [SubmitResult("c", "acme")] * 40
+    assert len(seen) == 41
+    # Kept alive and reused: 41 requests over at most max_connections TCP connections.
+    assert 1 <= len({r.peer for r in seen}) <= 4
 
 
 def test_the_registry_builds_an_http_connector_for_an_http_carrier():

@@ -6,9 +6,10 @@ auth token (``api_token``). 201 answers ``{"sid": ...}``; refusals ``{"code", "m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 
 from services.core.carriers import Carrier
 
@@ -20,11 +21,13 @@ from ..http.connector import HttpConnector
 class TwilioConnector(HttpConnector):
     id_field = "sid"
 
-    def __init__(self, carrier: Carrier, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, carrier: Carrier, *,
+                 connector_factory: Callable[[], aiohttp.BaseConnector] | None = None) -> None:
         sid = str(carrier.options.get("account_sid", ""))
         if not sid:
             raise ValueError(f"carrier {carrier.name!r}: a twilio carrier needs options.account_sid")
-        super().__init__(carrier, transport=transport, auth=httpx.BasicAuth(sid, carrier.api_token))
+        super().__init__(carrier, connector_factory=connector_factory,
+                         authorization=aiohttp.encode_basic_auth(sid, carrier.api_token))
         self._callback = str(carrier.options.get("status_callback", ""))
 
     def __repr__(self) -> str:  # never the token
