@@ -9,12 +9,9 @@ import base64
 import hmac
 import json
 import logging
-import math
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from sqlalchemy.orm import Session
 from services.core.db import Database
 from services.core.db.campaigns_models import CampaignSettings
 from services.core.db.models import Tenant
+from services.core.ratelimit import KeyedTokenBucket, retry_after
 from services.core.settings import Settings
 
 from . import i18n
@@ -46,31 +44,21 @@ CONSOLE_KEY = web.AppKey("console", object)
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass
 class SignInLimiter:
     """At most ``limit`` sign-in attempts per client address per minute (before any password
-    is checked), so that guessing is slow even across many accounts."""
+    is checked), so that guessing is slow even across many accounts: a token bucket per
+    address (services/core/ratelimit.py) of ``limit`` saved up, refilled at ``limit`` a minute."""
 
-    limit: int = 20
-    seen: dict[str, deque[float]] = field(default_factory=dict)
+    def __init__(self, limit: int = 20) -> None:
+        self.limit = limit
+        self.bucket = KeyedTokenBucket(limit / 60.0, limit)
 
     def allow(self, who: str, now: float | None = None) -> bool:
-        now = now or time.monotonic()
-        q = self.seen.setdefault(who, deque())
-        while q and q[0] < now - 60:
-            q.popleft()
-        if len(q) >= self.limit:
-            return False
-        q.append(now)
-        return True
+        return self.bucket.take(who, 1, now) == 0.0
 
     def retry_after(self, who: str, now: float | None = None) -> int:
         """Whole seconds until ``who`` may try again (for a 429's Retry-After; at least 1)."""
-        now = now or time.monotonic()
-        q = self.seen.get(who)
-        if not q or len(q) < self.limit:
-            return 1
-        return max(1, math.ceil(q[0] + 60 - now))
+        return retry_after(self.bucket.wait(who, 1, now))
 
 
 class Console:
@@ -81,6 +69,8 @@ class Console:
         self.db = db
         self.producer = producer
         self.limiter = SignInLimiter()
+        self.key_limiter = KeyedTokenBucket(settings.api_key_rate_per_second,
+                                            settings.api_key_rate_burst)  # /v1, per API key
         self._zones: dict[str, tuple[float, str]] = {}
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),

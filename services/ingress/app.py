@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ from services.core.db.models import InboundPart, Message, SenderNumber
 from services.core.health import HealthCheck
 from services.core.kafka import AsyncProducer
 from services.core.messages import history
+from services.core.ratelimit import KeyedTokenBucket, per_key_limit_error, retry_after
 from services.core.settings import Settings, get_settings
 from services.core.tenancy import KeyRefused, KeyResolver
 from services.core.webservice import add_health_routes, close_stores_on_cleanup, open_stores, serve
@@ -34,7 +34,6 @@ from .domain import (
     MAX_BATCH,
     BadRequest,
     MoPart,
-    TokenBucket,
     complete_mo,
     mo_message_id,
     parse_send,
@@ -69,7 +68,8 @@ class Ingress:
                  carriers: dict[str, Carrier]) -> None:
         self.s, self.db, self.producer, self.carriers = settings, db, producer, carriers
         self.webhooks = {n: w for n, c in carriers.items() if (w := carrier_webhooks(c)) is not None}
-        self.limiter = TokenBucket(settings.api_rate_per_second, settings.api_rate_burst)
+        self.limiter = KeyedTokenBucket(settings.api_rate_per_second, settings.api_rate_burst)
+        self.key_limiter = KeyedTokenBucket(settings.api_key_rate_per_second, settings.api_key_rate_burst)
         self.keys = KeyResolver(db.session)
         self._senders: dict[str, tuple[float, set[str]]] = {}
 
@@ -137,12 +137,21 @@ class Ingress:
 
     # -- send API -----------------------------------------------------------------------------
     async def _tenant(self, request: web.Request) -> str:
+        """The tenant of the request's API key, which has a request in its rate budget; else
+        401, 403 naming a suspended tenant, or 429 naming the per-key limit."""
         try:
-            return (await self.keys.check_async(request.headers)).tenant_id
-        except KeyRefused as exc:  # 401, or 403 naming a suspended tenant
+            who = await self.keys.check_async(request.headers)
+        except KeyRefused as exc:
             refused = web.HTTPForbidden if exc.status == 403 else web.HTTPUnauthorized
             raise refused(text=json.dumps({"error": exc.reason}),
                           content_type="application/json") from None
+        wait = self.key_limiter.take(who.prefix)
+        if wait > 0:
+            metrics.HTTP_REQUESTS.labels(NAME, "error", "429").inc()
+            raise web.HTTPTooManyRequests(
+                text=json.dumps(per_key_limit_error(self.key_limiter, who.prefix, wait)),
+                content_type="application/json", headers={"Retry-After": str(retry_after(wait))})
+        return who.tenant_id
 
     def _tenant_senders(self, tenant: str) -> set[str]:
         now = time.monotonic()
@@ -158,8 +167,9 @@ class Ingress:
         wait = self.limiter.take(tenant, n)
         if wait > 0:
             resp = _error(429, f"rate limit of {self.s.api_rate_per_second:g} messages per second "
-                               f"exceeded for tenant {tenant}", retry_after_s=round(wait, 3))
-            resp.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                               f"exceeded for tenant {tenant}", limit="tenant_messages",
+                          retry_after_s=round(wait, 3))
+            resp.headers["Retry-After"] = str(retry_after(wait))
             return resp
         return None
 

@@ -46,7 +46,9 @@ def api(fuzz_stack, carriers_file):
     env = {"HERALD_CARRIERS_FILE": str(carriers_file),
            # the fuzzer sends hundreds of messages a second: the per-tenant limit is not under test
            "HERALD_API_RATE_PER_SECOND": os.environ.get("HERALD_FUZZ_API_RATE", "100000"),
-           "HERALD_API_RATE_BURST": "100000"}
+           "HERALD_API_RATE_BURST": "100000",
+           "HERALD_API_KEY_RATE_PER_SECOND": os.environ.get("HERALD_FUZZ_API_RATE", "100000"),
+           "HERALD_API_KEY_RATE_BURST": "100000"}
     console = fuzz_stack.start("services.console", **env)
     ingress = fuzz_stack.start("services.ingress", **env)
     return {"key": key, "console": console, "ingress": ingress}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.carriers.http.webhooks import parse_dlr, parse_mo
+from services.core.ratelimit import KeyedTokenBucket as TokenBucket
 from services.ingress.domain import (
     BadRequest,
-    TokenBucket,
     complete_mo,
     mo_message_id,
     parse_send,

@@ -22,6 +22,7 @@ from services.campaigns.domain.campaigns import CampaignError
 from services.campaigns.domain.contacts import ContactError, CsvError
 from services.campaigns.domain.settings import SettingsError
 from services.core import metrics
+from services.core.ratelimit import per_key_limit_error, retry_after
 from services.core.tenancy import KeyIdentity, KeyRefused, KeyResolver
 
 from ..domain import audit
@@ -128,6 +129,11 @@ class ApiBase:
                 who = await self.resolver.check_async(request.headers)
             except KeyRefused as exc:
                 return error(exc.status, exc.reason, name)
+            wait = self.console.key_limiter.take(who.prefix)
+            if wait > 0:
+                metrics.HTTP_REQUESTS.labels(NAME, name, "429").inc()
+                return web.json_response(per_key_limit_error(self.console.key_limiter, who.prefix, wait),
+                                         status=429, headers={"Retry-After": str(retry_after(wait))})
             request[KEY_KEY] = who
             try:
                 return await handler(request, who.tenant_id)
