@@ -239,14 +239,47 @@ def _per_row(by_id: dict[str, Move], column, attr: str, **kw: Any):
 def transition_many(s: Session, moves: list[Move]) -> list[Move]:
     """``transition`` for many messages (each at most once) in one conditional
     ``UPDATE ... RETURNING`` per (from, to) pair and one insert of their history rows. Returns the
-    moves that happened; a message another writer moved first is left as it is (its move is not
-    returned), as ``transition`` would after re-reading it."""
+    moves that happened.
+
+    A message another writer moved first (the submit response recorded 'sent' while a delivery
+    report read it as 'accepted') is re-read and decided again from what is really there, as
+    ``transition`` does: the report still moves it on from 'sent', while a move the new status
+    does not allow (to 'sent' after 'delivered') is dropped."""
+    done: list[Move] = []
+    todo = list(moves)
+    for _ in range(3):
+        lost = _transition_round(s, todo, done)
+        if not lost:
+            break
+        fresh = {row.id: row for row in s.execute(
+            select(Message.__table__.c.id, Message.__table__.c.status, Message.__table__.c.updated_at)
+            .where(Message.__table__.c.id.in_([m.msg.id for m in lost])))}
+        todo = []
+        for m in lost:
+            row = fresh.get(m.msg.id)
+            if row is None:
+                continue
+            set_committed_value(m.msg, "status", row.status)
+            set_committed_value(m.msg, "updated_at", row.updated_at)
+            # history stays in order: the move is no earlier than the step that beat it
+            m.at = max(_utc(m.at), _utc(row.updated_at))
+            todo.append(m)
+    return done
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)  # SQLite drops the zone
+
+
+def _transition_round(s: Session, moves: list[Move], done: list[Move]) -> list[Move]:
+    """One conditional update per (from, to) pair; appends the moves made to ``done`` and returns
+    the allowed ones that found their row in another status than the one read."""
     groups: dict[tuple[str, str], list[Move]] = defaultdict(list)
     for m in moves:
         if m.status in TRANSITIONS.get(m.msg.status, set()):
             groups[(m.msg.status, m.status)].append(m)
     t = Message.__table__
-    done: list[Move] = []
+    lost: list[Move] = []
     for (seen, status), group in groups.items():
         by_id = {m.msg.id: m for m in group}
         values: dict[str, Any] = {"status": status, "updated_at": _per_row(by_id, t.c.updated_at, "at"),
@@ -255,7 +288,9 @@ def transition_many(s: Session, moves: list[Move]) -> list[Move]:
             values["carrier"] = _per_row({i: m for i, m in by_id.items() if m.carrier}, t.c.carrier,
                                          "carrier", else_=t.c.carrier)
         stmt = update(t).where(t.c.id.in_(list(by_id)), t.c.status == seen).values(**values)
-        moved = [by_id[i] for i in s.execute(stmt.returning(t.c.id)).scalars()]
+        moved_ids = set(s.execute(stmt.returning(t.c.id)).scalars())
+        moved = [m for i, m in by_id.items() if i in moved_ids]
+        lost += [m for i, m in by_id.items() if i not in moved_ids]
         insert_ignoring_conflicts(s, MessageEvent, [
             {"event_id": history_event_id(m.msg, status), "message_id": m.msg.id, "status": status,
              "reason": m.reason, "carrier": m.carrier, "occurred_at": m.at} for m in moved])
@@ -265,7 +300,7 @@ def transition_many(s: Session, moves: list[Move]) -> list[Move]:
             if m.carrier:
                 set_committed_value(m.msg, "carrier", m.carrier)
         done += moved
-    return done
+    return lost
 
 
 def history(s: Session, message_id: str) -> list[dict[str, Any]]:

@@ -78,10 +78,6 @@ def test_a_300_character_chinese_text_leaves_as_five_ucs2_segments(platform):
     assert msg["segments"] == 5 and msg["encoding"] == "ucs2"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open defect found at the end of the 2026-12-01 session: with half the submits failing, a "
-    "message parked by egress's back-pressure path is sometimes never delivered (seen 2 of 4 "
-    "runs); see the closing note. It passed before the parking path and must pass again."))
 def test_with_half_the_carrier_requests_failing_every_message_still_arrives(platform):
     platform.control(fail_ratio=0.5)
     ids = [platform.send(platform.key, to=f"+861390000010{i}", text=f"flaky {i}").json()["message_id"]

@@ -484,6 +484,27 @@ def test_a_bulk_move_leaves_a_message_another_writer_moved_first(db, optouts):
                         .where(MessageEvent.status == "delivered")) == 1
 
 
+def test_a_report_that_read_accepted_while_the_submit_response_recorded_sent_still_delivers(db, optouts):
+    """The lost-report race found under a half-failing carrier: a report batch reads the message
+    as 'accepted' (it echoes our id, before the carrier id is known), the submit response commits
+    'sent' before the report's update runs; the report must move it on from 'sent', not vanish."""
+    from services.core.messages import Move, transition_many
+
+    mid = accept(db, optouts, outbound("raced")).plan.submission.message_id
+    at = T0 + timedelta(seconds=5)
+    with db.session() as s:
+        stale = s.get(Message, mid)
+        assert stale.status == "accepted"
+        assert statuses(sent(db, mid, cmid="SM-r")) == ["sent"]  # another transaction, committed
+        moved = transition_many(s, [Move(stale, "delivered", at)])
+        assert [(m.msg.id, m.status) for m in moved] == [(mid, "delivered")]
+    assert row(db, mid).status == "delivered"
+    with db.session() as s:
+        history = s.scalars(select(MessageEvent.status).where(MessageEvent.message_id == mid)
+                            .order_by(MessageEvent.occurred_at)).all()
+    assert history == ["accepted", "sent", "delivered"]
+
+
 def test_reports_echoing_our_ids_before_the_submit_responses_are_applied_as_a_batch(db, optouts):
     mids = [accept(db, optouts, outbound(f"e-{i}")).plan.submission.message_id for i in range(3)]
     batch = [delivery(cmid=f"SM-e{i}", message_id=mid) for i, mid in enumerate(mids)]
