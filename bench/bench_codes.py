@@ -138,7 +138,13 @@ def phase_ledger(db: Database, n: int, batch: int) -> None:
               f"{(counter.n - before) / n:.2f} statements per award (batches of {batch})")
 
 
-def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
+              broker_pid: int | None = None) -> None:
     from confluent_kafka import Consumer, Producer
 
     from services.core.schemas import encode
@@ -192,6 +198,13 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int) 
         consumer.subscribe([f"{prefix}sms.outbound"])
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
         events = [submission(codes[i], f"+86139{i:08d}") for i in range(n)]
+        pids = {f"{m.rsplit('.', 1)[-1]} {i % workers + 1}": p.pid
+                for i, ((p, _), m) in enumerate(zip(procs, ["services.verifier"] * workers
+                                                    + ["services.ledger"] * workers, strict=True))}
+        if broker_pid:
+            pids["broker"] = broker_pid
+        pids["load generator"] = os.getpid()
+        cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         t0 = time.perf_counter()
         for ev in events:
             producer.produce(f"{prefix}codes.submitted", encode("codes.submitted", ev), key=ev["code"])
@@ -212,6 +225,8 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int) 
             entries = awards() - awards_before
         dt = time.perf_counter() - t0
         done = min(len(seen), entries)
+        cpu = {k: (cpu_seconds(pid) - cpu0[k]) * 1000 / max(1, done) for k, pid in pids.items()}
+        print("cpu ms per verification: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
         rate = done / dt
         print(f"end to end: {done:,}/{n:,} verifications answered and in the ledger in {dt:.1f}s = "
               f"{rate:,.0f}/s ({workers} verifier + {workers} ledger workers, broker {bootstrap}, "
@@ -232,6 +247,8 @@ def main() -> None:
     ap.add_argument("--database-url",
                     help="default: a fresh SQLite file; PostgreSQL: its public schema is reset")
     ap.add_argument("--e2e", action="store_true", help="also time verifications through worker processes")
+    ap.add_argument("--broker-pid", type=int, default=None,
+                    help="the broker's process, to report its CPU per verification")
     ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
@@ -252,7 +269,8 @@ def main() -> None:
             if args.e2e and args.verify:
                 with db.session() as s:
                     extra = seed_scheme(s, SECRET, brand="e2e", product="e2e-1", codes=args.verify)
-                phase_e2e(url, extra.codes, args.verify, args.bootstrap, args.workers)
+                phase_e2e(url, extra.codes, args.verify, args.bootstrap, args.workers,
+                          args.broker_pid)
         finally:
             db.dispose()
 

@@ -40,6 +40,48 @@ from tests.support.seed import seed_tenant  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 BROKER_PID: dict[str, int] = {}
 NUMBER = "10690001"
+HERALD_PROCESSES = ("ingress", "router", "egress", "verifier", "ledger", "campaigns")
+
+
+class Progress:
+    """One line per figure and run as the suite goes, with an estimate of the time left: the
+    planned steps' estimates, scaled by how the finished steps compared with theirs."""
+
+    def __init__(self, plan: list[tuple[str, float]]) -> None:
+        self.plan = plan  # (label, estimated seconds)
+        self.i = 0
+        self.t0 = time.monotonic()
+        self.started: float | None = None
+        self.spent = 0.0  # seconds of the finished steps
+        self.estimated = 0.0  # their estimates
+
+    def next(self, label: str | None = None) -> None:
+        now = time.monotonic()
+        if self.started is not None:
+            self.spent += now - self.started
+            self.estimated += self.plan[self.i - 1][1]
+        self.started = now
+        name, _ = self.plan[min(self.i, len(self.plan) - 1)]
+        self.i += 1
+        scale = self.spent / self.estimated if self.estimated else 1.0
+        left = sum(est for _, est in self.plan[self.i - 1:]) * scale
+        print(f"[bench {_clock(now - self.t0)}] {self.i}/{len(self.plan)} {label or name} "
+              f"(about {_clock(left)} left)", flush=True)
+
+    def done(self) -> None:
+        print(f"[bench {_clock(time.monotonic() - self.t0)}] done", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s"
+
+
+def cpu_summary(cpu: dict[str, float]) -> dict[str, float]:
+    """Herald's own CPU per message (its processors together) and the broker's, from a
+    per-process figure in ms per message (worker processes named "verifier 1", ...)."""
+    herald = sum(v for k, v in cpu.items() if k.split(" ")[0] in HERALD_PROCESSES)
+    return {"herald_cpu_ms_per_msg": herald, "broker_cpu_ms_per_msg": cpu.get("broker", float("nan"))}
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -193,7 +235,7 @@ def with_platform(broker: Broker, db_url: str | None, partitions: int, workers: 
         stack.stop_all()
 
 
-def verification_path(bootstrap: str, quick: bool) -> list[dict]:
+def verification_path(bootstrap: str, quick: bool, progress: Progress | None = None) -> list[dict]:
     """Codes: generate+store, then code submissions through verifier and ledger processes until
     every reply is out and every points entry is in the ledger, with 1+1 and (full mode) 2+2
     workers (bench/bench_codes.py does the work; its lines are folded into the table)."""
@@ -203,12 +245,20 @@ def verification_path(bootstrap: str, quick: bool) -> list[dict]:
     count, verify = (20_000, 2_000) if quick else (1_000_000, 10_000)
     rows: list[dict] = []
     for workers in (1,) if quick else (1, 2):
+        if progress:
+            progress.next(f"verification path, {workers}+{workers} workers")
+        broker = ["--broker-pid", str(BROKER_PID["pid"])] if BROKER_PID.get("pid") else []
         out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_codes.py"),
                               "--count", str(count if workers == 1 else 1_000), "--verify", str(verify),
-                              "--e2e", "--bootstrap", bootstrap, "--workers", str(workers)],
+                              "--e2e", "--bootstrap", bootstrap, "--workers", str(workers), *broker],
                              capture_output=True, text=True, timeout=900)
         found = False
+        cpu: dict[str, float] = {}
         for line in out.stdout.splitlines():
+            if line.startswith("cpu ms per verification: "):
+                for part in line.split(": ", 1)[1].split(", "):
+                    k, _, v = part.rpartition(" ")
+                    cpu[k] = float(v)
             m = re.search(r"generate\+store: ([\d,]+) codes in [\d.]+s = ([\d,]+) codes/s", line)
             if m and workers == 1:
                 rows.append({"figure": f"codes generated+stored ({m.group(1)})",
@@ -220,6 +270,9 @@ def verification_path(bootstrap: str, quick: bool) -> list[dict]:
                 rows.append({"figure": f"verifications + points entries, {workers}+{workers} workers",
                              "per_s": float(m.group(3).replace(",", "")), "spread": 0.0,
                              "completed": f"{m.group(1)}/{m.group(2)}"})
+        if found and cpu:
+            rows[-1]["cpu_s_per_1000"] = cpu
+            rows[-1].update(cpu_summary(cpu))
         if not found:
             print("bench_codes.py produced no figures:\n" + out.stdout[-2000:] + out.stderr[-2000:])
     return rows
@@ -262,41 +315,73 @@ def main() -> int:
     started = broker.start()
     BROKER_PID["pid"] = broker.pid
     rows: list[dict] = []
+    configs = [(3, 1)] if quick else [(3, 1), (3, 2), (1, 1)]
+    paced_n = 500 if quick else 3000
+    run_s = n / 150 + 5  # a run of the inbound path at today's rate, and its wait
+    plan = [(f"raw confluent-kafka baseline, run {i + 1} of {runs}", 12.0) for i in range(runs)]
+    for partitions, workers in configs:
+        plan += [(f"inbound {partitions}p x {workers}w: start the platform", 25.0 + 10 * workers)]
+        plan += [(f"inbound {partitions}p x {workers}w, run {i + 1} of {runs}", run_s)
+                 for i in range(runs)]
+    plan += [("inbound paced at 500/s: start the platform", 25.0)]
+    plan += [(f"inbound paced at 500/s, run {i + 1} of {runs}", paced_n / 150 + 5) for i in range(runs)]
+    plan += [(f"verification path, {w}+{w} workers", 60.0 if quick else 240.0)
+             for w in ((1,) if quick else (1, 2))]
+    if not quick:
+        plan += [("fan-out campaign, 10,000 recipients", 120.0)]
+    progress = Progress(plan)
+
+    def runs_of(label: str, count: int, rate: float | None):
+        def go(plat) -> list[dict]:
+            out = []
+            for i in range(runs):
+                progress.next(f"{label}, run {i + 1} of {runs}")
+                out.append(inbound_path(plat, count, rate))
+            return out
+        return go
+
     try:
-        base = [baseline(broker.bootstrap, 100_000, 400, 3) for _ in range(runs)]
+        base = []
+        for i in range(runs):
+            progress.next(f"raw confluent-kafka baseline, run {i + 1} of {runs}")
+            base.append(baseline(broker.bootstrap, 100_000, 400, 3))
         raw_rt, raw_spread = median_spread([b["round_trip_per_s"] for b in base])
         rows.append({"figure": "raw confluent-kafka produce+consume (100k x 400 B)", "per_s": raw_rt,
                      "spread": raw_spread,
                      "produce_per_s": statistics.median(b["produced_per_s"] for b in base),
                      "consume_per_s": statistics.median(b["consumed_per_s"] for b in base)})
 
-        configs = [(3, 1)] if quick else [(3, 1), (3, 2), (1, 1)]
         for partitions, workers in configs:
-            res = with_platform(broker, db_url, partitions, workers,
-                                lambda plat: [inbound_path(plat, n, None) for _ in range(runs)])
+            label = f"inbound {partitions}p x {workers}w"
+            progress.next(f"{label}: start the platform")
+            res = with_platform(broker, db_url, partitions, workers, runs_of(label, n, None))
             per_s, spread = median_spread([r["per_s"] for r in res])
+            cpu = {k: statistics.median(r["cpu_s_per_1000"][k] for r in res)
+                   for k in res[-1]["cpu_s_per_1000"]}
             rows.append({"figure": f"inbound MO->router->egress->carrier, {partitions}p x {workers}w",
                          "per_s": per_s, "spread": spread,
                          "completed": f"{res[-1]['completed']}/{res[-1]['messages']}",
                          "p50_ms": statistics.median(r["p50_ms"] for r in res),
                          "p99_ms": statistics.median(r["p99_ms"] for r in res),
                          "ratio_to_raw": per_s / raw_rt,
-                         "cpu_s_per_1000": res[-1]["cpu_s_per_1000"],
+                         "cpu_s_per_1000": cpu, **cpu_summary(cpu),
                          "peak_rss_mb": res[-1]["peak_rss_mb"]})
-        paced_n = 500 if quick else 3000
-        res = with_platform(broker, db_url, 3, 1, lambda plat: [inbound_path(plat, paced_n, 500.0)
-                                                                for _ in range(runs)])
+        progress.next("inbound paced at 500/s: start the platform")
+        res = with_platform(broker, db_url, 3, 1, runs_of("inbound paced at 500/s", paced_n, 500.0))
+        cpu = {k: statistics.median(r["cpu_s_per_1000"][k] for r in res)
+               for k in res[-1]["cpu_s_per_1000"]}
         rows.append({"figure": "inbound at 500/s paced: latency",
                      "per_s": statistics.median(r["per_s"] for r in res),
                      "spread": 0.0, "p50_ms": statistics.median(r["p50_ms"] for r in res),
                      "p99_ms": statistics.median(r["p99_ms"] for r in res),
-                     "completed": f"{res[-1]['completed']}/{res[-1]['messages']}"})
-        rows += verification_path(broker.bootstrap, quick)
+                     "completed": f"{res[-1]['completed']}/{res[-1]['messages']}",
+                     "cpu_s_per_1000": cpu, **cpu_summary(cpu),
+                     "peak_rss_mb": res[-1]["peak_rss_mb"]})
+        rows += verification_path(broker.bootstrap, quick, progress)
         if not quick:
+            progress.next("fan-out campaign, 10,000 recipients")
             rows += fan_out(broker.port, 10_000)
-            from bench.bench_smpp import egress_row  # SMPP through egress (bench_smpp.py)
-
-            rows.append(egress_row(broker))
+        progress.done()
     finally:
         if started:
             broker.stop()
@@ -316,21 +401,24 @@ def main() -> int:
 def print_table(rows: list[dict], meta: dict) -> None:
     print(f"\nHerald benchmarks ({meta['mode']}): {meta['machine']}, database {meta['database']}, "
           f"{meta['events_per_run']} events per run, median of {meta['runs']}")
-    print(f"{'figure':<52} {'msg/s':>9} {'spread':>8} {'p50 ms':>8} {'p99 ms':>8} {'x raw':>7}")
+    print(f"{'figure':<52} {'msg/s':>9} {'spread':>8} {'p50 ms':>8} {'p99 ms':>8} {'x raw':>7} "
+          f"{'Herald CPU':>10} {'broker CPU':>10}")
+    print(f"{'':<52} {'':>9} {'':>8} {'':>8} {'':>8} {'':>7} {'ms/msg':>10} {'ms/msg':>10}")
     def f(r: dict, k: str, fmt: str = "{:.1f}") -> str:
         return fmt.format(r[k]) if k in r and r[k] == r[k] else "-"
 
     for r in rows:
         print(f"{r['figure']:<52} {f(r, 'per_s', '{:.0f}'):>9} {f(r, 'spread', '{:.0f}'):>8} "
-              f"{f(r, 'p50_ms'):>8} {f(r, 'p99_ms'):>8} {f(r, 'ratio_to_raw', '{:.3f}'):>7}")
+              f"{f(r, 'p50_ms'):>8} {f(r, 'p99_ms'):>8} {f(r, 'ratio_to_raw', '{:.3f}'):>7} "
+              f"{f(r, 'herald_cpu_ms_per_msg', '{:.3f}'):>10} {f(r, 'broker_cpu_ms_per_msg', '{:.3f}'):>10}")
     for r in rows:
         if "cpu_s_per_1000" not in r and "peak_rss_mb" in r:
             print(f"  {r['figure']}: peak RSS MB {r['peak_rss_mb']}, expanded/s "
                   f"{r.get('expanded_per_s')}, exactly once: {r.get('exactly_once')}")
         if "cpu_s_per_1000" in r:
-            cpu = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_s_per_1000"].items())
-            rss = ", ".join(f"{k} {v:.0f}" for k, v in r["peak_rss_mb"].items())
-            print(f"  {r['figure']}: CPU s per 1000 msgs: {cpu}; peak RSS MB: {rss}")
+            cpu = ", ".join(f"{k} {v:.3f}" for k, v in r["cpu_s_per_1000"].items())
+            rss = ", ".join(f"{k} {v:.0f}" for k, v in r.get("peak_rss_mb", {}).items())
+            print(f"  {r['figure']}: CPU ms per message: {cpu}" + (f"; peak RSS MB: {rss}" if rss else ""))
 
 
 def chart(rows: list[dict], path: Path) -> None:
