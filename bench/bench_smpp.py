@@ -205,11 +205,13 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
                                     "--nonblocking", "-r", "250", "-f", "raw", "-o", str(profile),
                                     "-p", str(pids["egress"])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        load0 = os.getloadavg()[0]  # the machine is shared: say how busy it was
         cpu0 = {k: proc_cpu_seconds(pid) for k, pid in pids.items()}
         _produce(broker.bootstrap, outbound, events)
         finished = watch.wait(ids, max(120, n / 50))
         cpu = {k: proc_cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
         rss = {k: round(proc_peak_rss_mb(pid)) for k, pid in pids.items()}
+        load = (round(load0, 1), round(os.getloadavg()[0], 1))
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(30)
@@ -230,7 +232,8 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
             "delivered_per_s": round(len(delivered) / delivered_s) if delivered_s > 0 else None,
             "first_to_last_sent_s": round(sent_s, 2), "first_sent_to_last_delivered_s": round(delivered_s, 2),
             "cpu_ms_per_submission": {k: round(v * 1000 / done, 3) for k, v in cpu.items()},
-            "peak_rss_mb": rss, "database": db_url.split("@")[-1].split(":")[0]}
+            "peak_rss_mb": rss, "database": db_url.split("@")[-1].split(":")[0],
+            "load_average_before_after": load}
 
 
 def egress_row(broker, n: int = 5000) -> dict:
