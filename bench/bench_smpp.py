@@ -238,12 +238,15 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
 
 def egress_row(broker, n: int = 5000) -> dict:
     """The through-egress figure as a row of bench/run.py's table."""
+    from bench.run import cpu_summary
+
     r = egress_path(broker, n, 10)
     return {"figure": "SMPP sms.outbound->egress->jSMPP, window 10",
             "per_s": r["submissions_per_s"] or float("nan"), "spread": 0.0,
             "completed": f"{r['delivered']}/{n} delivered",
             "delivered_per_s": r["delivered_per_s"],
-            "cpu_s_per_1000": r["cpu_ms_per_submission"], "peak_rss_mb": r["peak_rss_mb"]}
+            "cpu_s_per_1000": r["cpu_ms_per_submission"], **cpu_summary(r["cpu_ms_per_submission"]),
+            "peak_rss_mb": r["peak_rss_mb"]}
 
 
 def through_egress(a: argparse.Namespace) -> None:

@@ -328,7 +328,7 @@ def main() -> int:
     plan += [(f"verification path, {w}+{w} workers", 60.0 if quick else 240.0)
              for w in ((1,) if quick else (1, 2))]
     if not quick:
-        plan += [("fan-out campaign, 10,000 recipients", 120.0)]
+        plan += [("fan-out campaign, 10,000 recipients", 120.0), ("SMPP through egress", 90.0)]
     progress = Progress(plan)
 
     def runs_of(label: str, count: int, rate: float | None):
@@ -381,6 +381,10 @@ def main() -> int:
         if not quick:
             progress.next("fan-out campaign, 10,000 recipients")
             rows += fan_out(broker.port, 10_000)
+            progress.next("SMPP through egress")
+            from bench.bench_smpp import egress_row  # its own module: bench/bench_smpp.py
+
+            rows.append(egress_row(broker))
         progress.done()
     finally:
         if started:
