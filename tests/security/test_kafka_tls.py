@@ -2,7 +2,8 @@
 SASL_PLAINTEXT one, its certificate signed by a CA this test makes (tests/support/tls.py).
 Ingress and the router, given only the TLS listener and the CA (HERALD_KAFKA_SSL_CA), carry a
 text from the carrier webhook to the router's reply on sms.outbound; a client that does not
-trust the CA, or that speaks plaintext to the TLS port, is refused."""
+trust the CA, or that speaks plaintext to the TLS port, is refused. Tenant users on the TLS
+listener are confined to their own topics (the Kafka door of the isolation table)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,16 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.core.carriers import sign
 from services.core.db.migrate import upgrade
 from services.core.messages import message_id_for
 from services.core.settings import Settings
-from services.core.topics import ensure_topics
+from services.core.topics import TopicSpec, ensure_topics, tenant_topics
 from services.ingress.domain import mo_message_id
+from tests.security.isolation_table import Table
 from tests.support.infra import ROOT, Stack, free_port, wait_until
 from tests.support.seed import seed_tenant
 from tests.support.tls import make_pki
@@ -37,6 +39,19 @@ SECURE = ROOT / "deploy" / "kafka" / "acl" / "secure-broker.sh"
 ACL = ROOT / "deploy" / "kafka" / "acl" / "herald_acl.py"
 ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex[:12]
 WEBHOOK_SECRET = "tls-test-webhook-secret"
+KAFKA = "tenant Kafka topics"
+TABLE = Table("`tests/security/test_kafka_tls.py`")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def table():
+    TABLE.covered(KAFKA, "read, write another tenant's topics; a pipeline topic; another's group "
+                  "(SASL_PLAINTEXT)", "TOPIC/GROUP_AUTHORIZATION_FAILED; metadata lists only its own",
+                  "tests/integration/test_acl.py::test_one_tenant_cannot_read_or_write_another_tenants_topics")
+    TABLE.covered(KAFKA, "a wrong password; a removed tenant's user", "authentication refused",
+                  "tests/integration/test_acl.py::test_wrong_passwords_and_removed_tenants_are_refused")
+    yield
+    TABLE.write()
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +175,80 @@ def test_a_client_that_does_not_trust_the_ca_is_refused(tls_broker, pki, tmp_pat
     with socket.create_connection((host, int(port)), timeout=5) as sock, \
             ok.wrap_socket(sock, server_hostname=host) as tls_sock:
         assert tls_sock.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_over_tls_a_tenant_user_is_confined_to_its_own_topics(tls_broker, pki):
+    plain, tls = tls_broker
+    env = {"PATH": os.environ["PATH"], "KAFKA_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    for tenant in ("tlsa", "tlsb"):
+        done = subprocess.run([sys.executable, str(ACL), "--bootstrap", plain, "tenant", "add", tenant,
+                               "--password", f"{tenant}-pw-{ADMIN_PASSWORD}"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+    admin = Settings(kafka_bootstrap=tls, kafka_security_protocol="SASL_SSL", kafka_ssl_ca=str(pki.ca),
+                     kafka_username="admin", kafka_password=ADMIN_PASSWORD)
+
+    a = AdminClient(admin.kafka_config())
+    specs = [*tenant_topics("tlsa"), *tenant_topics("tlsb"), TopicSpec("tls.pipeline", "k", "pipeline")]
+    for f in a.create_topics([NewTopic(s.name, num_partitions=1, replication_factor=1) for s in specs]).values():
+        f.result(30)
+    p = Producer(admin.kafka_config())
+    p.produce("tenant.tlsa.inbound", b'{"for": "tlsa"}')
+    assert p.flush(15) == 0
+    b = {**admin.kafka_config(), "sasl.username": "tenant-tlsb", "sasl.password": f"tlsb-pw-{ADMIN_PASSWORD}"}
+
+    def read(topic: str, group: str) -> str | None:
+        c = Consumer({**b, "group.id": group, "auto.offset.reset": "earliest"})
+        try:
+            c.subscribe([topic])
+            for _ in range(50):
+                msg = c.poll(0.2)
+                if msg is not None:
+                    assert not (msg.error() is None and b"tlsa" in msg.value()), "B read A's record"
+                    if msg.error():
+                        return msg.error().name()
+            return None
+        finally:
+            c.close()
+
+    def write(topic: str) -> str | None:
+        errors: list[str] = []
+        prod = Producer({**b, "message.timeout.ms": 10000})
+        prod.produce(topic, b"{}", on_delivery=lambda err, _m: errors.append(err.name() if err else ""))
+        prod.flush(15)
+        return errors[0] or None if errors else "no delivery report"
+
+    def read_a() -> str:
+        got = read("tenant.tlsa.inbound", "tenant.tlsb.spy")
+        assert got == "TOPIC_AUTHORIZATION_FAILED", got
+        return got
+
+    TABLE.attempt(KAFKA, "read A's inbound topic over SASL_SSL", "TOPIC_AUTHORIZATION_FAILED, no record", read_a)
+
+    def write_a() -> str:
+        got = write("tenant.tlsa.outbound")
+        assert got == "TOPIC_AUTHORIZATION_FAILED", got
+        return got
+
+    TABLE.attempt(KAFKA, "write A's outbound topic over SASL_SSL", "TOPIC_AUTHORIZATION_FAILED", write_a)
+
+    def write_pipeline() -> str:
+        got = write("tls.pipeline")
+        assert got == "TOPIC_AUTHORIZATION_FAILED", got
+        return got
+
+    TABLE.attempt(KAFKA, "write a pipeline topic over SASL_SSL", "TOPIC_AUTHORIZATION_FAILED", write_pipeline)
+
+    def a_group() -> str:
+        got = read("tenant.tlsb.inbound", "tenant.tlsa.erp")
+        assert got == "GROUP_AUTHORIZATION_FAILED", got
+        return got
+
+    TABLE.attempt(KAFKA, "join A's consumer group over SASL_SSL", "GROUP_AUTHORIZATION_FAILED", a_group)
+
+    def metadata() -> str:
+        visible = set(list_topics(b))
+        assert visible == {f"tenant.tlsb.{k}" for k in ("outbound", "inbound", "status", "dlq")}, visible
+        return "B's 4 topics only"
+
+    TABLE.attempt(KAFKA, "list the broker's topics over SASL_SSL", "only B's own", metadata)
