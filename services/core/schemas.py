@@ -144,29 +144,35 @@ def validate(name: str, event: Any) -> None:
     raise EventInvalid(f"{name}: {where}: {msg}")
 
 
+def parse_json(raw: bytes | str, what: str = "value") -> Any:
+    """JSON text (bytes are read as UTF-8) -> Python values, or EventInvalid naming what is wrong
+    with it: the one JSON reader for events off topics and request bodies at the edge."""
+    try:
+        return orjson.loads(raw)  # 1.4 µs for an sms.outbound against 4.2 with json (bench_codec)
+    except orjson.JSONDecodeError as exc:
+        raise _not_json(raw, exc, what) from None
+
+
 def parse_object(raw: bytes | str | None) -> dict[str, Any]:
     """Bytes off a topic -> a JSON object, or EventInvalid naming what is wrong with them."""
     if raw is None:
         raise EventInvalid("empty record (no value)", "invalid_json")
-    try:
-        event = orjson.loads(raw)  # 1.4 µs for an sms.outbound against 4.2 with json (bench_codec)
-    except orjson.JSONDecodeError as exc:
-        raise _not_json(raw, exc) from None
+    event = parse_json(raw)
     if not isinstance(event, dict):
         raise EventInvalid("value is not a JSON object", "schema_violation")
     return event
 
 
-def _not_json(raw: bytes | str, exc: orjson.JSONDecodeError) -> EventInvalid:
-    """Why orjson refused a value, in the kinds the DLQ and the API have always used."""
+def _not_json(raw: bytes | str, exc: orjson.JSONDecodeError, what: str) -> EventInvalid:
+    """Why orjson refused a text, in the kinds the DLQ and the API have always used."""
     if isinstance(raw, bytes):
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as bad:
-            return EventInvalid(f"value is not UTF-8: {bad}", "wrong_encoding")
+            return EventInvalid(f"{what} is not UTF-8: {bad}", "wrong_encoding")
     if str(exc).startswith("depth limit exceeded"):  # orjson stops at 1,024 levels
-        return EventInvalid("value is not JSON Herald reads: nested too deeply", "invalid_json")
-    return EventInvalid(f"value is not JSON: {exc}", "invalid_json")
+        return EventInvalid(f"{what} is not JSON Herald reads: nested too deeply", "invalid_json")
+    return EventInvalid(f"{what} is not JSON: {exc}", "invalid_json")
 
 
 def decode(name: str, raw: bytes | str | None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from . import topics
 from .carriers import Carrier, route
 from .messages import message_id_for, record_accepted, request_mismatch
-from .schemas import EventInvalid, new_event, now_iso, validate
+from .schemas import EventInvalid, new_event, now_iso, parse_json, validate
 from .sms_encoding import segment
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -41,6 +41,15 @@ class BadRequest(ValueError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+def read_json(body: bytes) -> Any:
+    """A request body -> JSON values, or BadRequest saying why not (not UTF-8, not JSON, nested
+    too deeply): what the send API and the carriers' webhooks read."""
+    try:
+        return parse_json(body, "body")
+    except EventInvalid as exc:
+        raise BadRequest(exc.reason) from None
 
 
 def require_object(body: Any) -> dict:

@@ -5,14 +5,21 @@ bodies, signed ``X-Herald-Signature: sha256=<hex HMAC of the body>`` or, with
 from __future__ import annotations
 
 import hmac
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from services.core.carriers import Carrier, sign
 from services.core.schemas import new_event, now_iso
-from services.core.sending import ADDRESS, E164, MAX_TEXT, BadRequest, check_event, require_object
+from services.core.sending import (
+    ADDRESS,
+    E164,
+    MAX_TEXT,
+    BadRequest,
+    check_event,
+    read_json,
+    require_object,
+)
 from services.core.sending import text_field as _str
 from services.core.sms_encoding import decode_carrier_text, segment
 
@@ -36,19 +43,6 @@ def verify(carrier: Carrier, body: bytes, headers: dict[str, str] | Any) -> bool
         return hmac.compare_digest(given.encode(), carrier.webhook_secret.encode())
     given = headers.get("x-herald-signature", "")
     return hmac.compare_digest(given.encode(), sign(carrier.webhook_secret, body).encode())
-
-
-def read_json(body: bytes) -> Any:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("body is not UTF-8") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from None
-    except RecursionError:  # nesting deeper than the parser's stack
-        raise BadRequest("body is not JSON Herald reads: nested too deeply") from None
 
 
 def parse_mo(carrier: str, body: Any) -> tuple[dict[str, Any], MoPart | None]:
