@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from services.carriers.base import Submission
 from services.core.db.models import Base
 from services.core.secrets import SecretBox
+from services.core.utc import aware
 from services.egress.domain import SendPlan
 
 SEAL_PURPOSE = "herald/egress/deferred"
@@ -48,10 +49,6 @@ class Parked:
     plan: SendPlan
     deadline: datetime
     attempts: int
-
-
-def aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)  # SQLite drops the zone
 
 
 def park(s: Session, box: SecretBox, plan: SendPlan, *, deadline: datetime, due_at: float,

@@ -33,6 +33,7 @@ from services.core.messages import (
 )
 from services.core.schemas import new_event
 from services.core.sms_encoding import segment
+from services.core.utc import iso
 
 # Status event ids are derived from (message, status) so a re-emitted status is recognisably the
 # same event to consumers that deduplicate on event_id.
@@ -60,12 +61,6 @@ class Decision:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     plan: SendPlan | None = None
     duplicate: bool = False
-
-
-def iso(ts: datetime) -> str:
-    if ts.tzinfo is None:  # SQLite returns naive datetimes; Herald stores UTC
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def status_event(msg: Message, status: str, *, reason: str | None = None,

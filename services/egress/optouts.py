@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -27,6 +27,7 @@ from services.core.messages import parse_ts
 from services.core.schemas import EventInvalid, decode
 from services.core.settings import Settings
 from services.core.topics import OPTOUTS
+from services.core.utc import aware
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,6 @@ log = logging.getLogger(__name__)
 class OptOutState(NamedTuple):
     opted_out: bool
     changed_at: datetime
-
-
-def aware(ts: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything Herald stores is UTC."""
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def state_blocks(state: OptOutState | None, accepted_at: datetime) -> bool:

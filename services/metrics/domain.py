@@ -46,6 +46,7 @@ from services.core.db.bridge_models import METRIC_FIELDS, MetricMessage, MetricP
 from services.core.db.models import Message, ProcessedEvent, SenderNumber
 from services.core.messages import parse_ts
 from services.core.schemas import new_event
+from services.core.utc import aware as _aware
 
 PROCESSOR = "metrics"
 GRANULARITIES = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1)}
@@ -135,10 +136,6 @@ def window_of(at: datetime, granularity: str) -> tuple[datetime, datetime]:
 
 def _s(v: Any, n: int = 64) -> str:
     return str(v)[:n] if v else ""
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
 class Counter:

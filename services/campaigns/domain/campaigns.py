@@ -33,6 +33,7 @@ from services.core.db.campaigns_models import (
 )
 from services.core.db.models import Message
 from services.core.messages import parse_ts
+from services.core.utc import aware
 
 from . import surveys, templates
 from .contacts import known_fields
@@ -60,12 +61,6 @@ class CampaignError(ValueError):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def aware(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def new_id() -> str:

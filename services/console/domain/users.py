@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from services.core.db.console_models import ConsoleSession, ConsoleUser
 from services.core.db.models import Tenant
+from services.core.utc import aware as _aware
 
 ROLES = ("owner", "operator", "analyst", "platform")
 TENANT_ROLES = ("owner", "operator", "analyst")
@@ -66,11 +67,6 @@ class Principal:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes for timezone-aware columns.
-    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
 
 
 def check_password_rules(password: str) -> None:
