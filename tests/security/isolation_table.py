@@ -1,6 +1,7 @@
 """The doors x attempts table of tenant isolation, written into docs/reliability.md between
 ``<!-- isolation:begin -->`` and ``<!-- isolation:end -->`` by the modules that make the attempts
-(tests/security/test_tenant_isolation.py, test_kafka_tls.py). Each attempt is run, its outcome
+(tests/security/test_tenant_isolation.py: every door but Kafka's; test_kafka_tls.py: Kafka's).
+Each attempt is run, its outcome
 observed and recorded, then asserted; a row whose result starts with LEAK is a failed test. Rows
 that point at an existing test record where that attempt is asserted (not re-run here)."""
 
@@ -71,7 +72,10 @@ class Table:
         head, rest = text.split(BEGIN, 1)
         section, tail = rest.split(END, 1)
         old = [_parse(ln) for ln in section.splitlines() if ln.startswith("| ") and not ln.startswith("| door")]
-        merged = {(r.door, r.attempt): r for r in old if r is not None}
+        # A module owns the doors it writes (the modules' doors do not overlap): its rows of the
+        # last run replace all of those doors' rows, so a renamed attempt leaves no stale row.
+        mine = {r.door for r in self.rows}
+        merged = {(r.door, r.attempt): r for r in old if r is not None and r.door not in mine}
         for r in self.rows:
             merged[(r.door, r.attempt)] = r
         rows = sorted(merged.values(), key=lambda r: DOORS.index(r.door) if r.door in DOORS else len(DOORS))
