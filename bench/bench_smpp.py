@@ -13,7 +13,9 @@ Two measurements:
   egress -> ``sms.status`` ``delivered``. Submissions per second (first to last ``sent``, and
   first ``sent`` to last ``delivered``, by the records' broker timestamps), egress and broker
   CPU per submission (/proc/<pid>/stat), peak RSS; ``--profile`` samples egress with py-spy.
-      python -m bench.bench_smpp --through-egress [--messages 5000] [--profile]
+      python -m bench.bench_smpp --through-egress [--messages 5000] [--profile] [--smsc smpp34]
+  ``--smsc smpp34``: smpp34's server in this process instead, sending each receipt at once
+  (jSMPP's simulator sends at most ~100 receipts a second, so "to last delivered" is its figure).
   `make bench` runs it in its table (bench/run.py calls ``egress_row``); its broker is the one
   on HERALD_BENCH_KAFKA_PORT (19192), started here if none runs there.
 """
@@ -156,9 +158,44 @@ def _outbound(tag: str, n: int) -> list[dict]:
                                 "request_id": f"{tag}-{i}"}) for i in range(n)]
 
 
+def receipting_smpp34(port: int):
+    """smpp34's server (tests/support/smsc.py) answering each submit_sm at once and sending its
+    receipt right after, ten in flight per bind: an SMSC whose receipts do not wait, to see what
+    Herald does with them (jSMPP's simulator sends at most ~100 a second)."""
+    from tests.support.smsc import ThreadedSmpp34
+
+    class Receipting(ThreadedSmpp34):
+        async def _run(self) -> None:
+            binds: dict[str, object] = {}
+            window = asyncio.Semaphore(10)
+            tasks: set[asyncio.Task] = set()
+            count = 0
+            while True:
+                ev = await self.server.next()
+                if isinstance(ev, self._smpp34.SubmitSmEvent):
+                    count += 1
+                    ev.accept(str(count))
+                    t = asyncio.ensure_future(self._receipt(binds[ev.session_id], window, ev, count))
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+                elif isinstance(ev, self._smpp34.Esme):
+                    binds[ev.session_id] = ev
+
+        async def _receipt(self, esme, window, ev, mid: int) -> None:
+            when = time.strftime("%y%m%d%H%M", time.gmtime())
+            text = (f"id:{mid} sub:001 dlvrd:001 submit date:{when} done date:{when} stat:DELIVRD "
+                    "err:000 text:").encode()
+            async with window:
+                await esme.deliver_sm(ev.source_addr, text, source_addr=ev.destination_addr,
+                                      esm_class=0x04)
+
+    return Receipting(port)
+
+
 def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
-                profile: Path | None = None) -> dict:
-    """sms.outbound -> egress -> jSMPP -> receipts -> sms.status delivered (module docstring)."""
+                profile: Path | None = None, smsc: str = "jsmpp") -> dict:
+    """sms.outbound -> egress -> the SMSC -> receipts -> sms.status delivered (module docstring).
+    ``smsc``: "jsmpp" (deploy/smsc) or "smpp34" (receipting_smpp34, in this process)."""
     from bench.run import proc_cpu_seconds, proc_peak_rss_mb
     from services.core.db.migrate import upgrade
     from services.core.topics import ensure_topics
@@ -180,7 +217,7 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
         "priority": 10, "rate_per_second": 10000, "timeout_s": 10,
         "options": {"host": "127.0.0.1", "port": smsc_port, "system_id": JsmppSimulator.system_id,
                     "window": window}}]}))
-    sim = JsmppSimulator(smsc_port)
+    sim = JsmppSimulator(smsc_port) if smsc == "jsmpp" else receipting_smpp34(smsc_port)
     sim.start()
     watch = StatusWatch(broker.bootstrap, stack.topic("sms.status"))
     spy = None
@@ -197,7 +234,9 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
             raise SystemExit(f"bench_smpp: the warm-up was not delivered; see {egress.log_path}")
 
         pids = {"egress": egress.popen.pid, "broker": broker.pid,
-                "simulator": int((sim.data_dir / "smsc.pid").read_text())}
+                # smpp34's server runs in this process, with the sms.status reader
+                "simulator" if smsc == "jsmpp" else "bench process (smpp34 SMSC)":
+                    int((sim.data_dir / "smsc.pid").read_text()) if smsc == "jsmpp" else os.getpid()}
         events = _outbound(uuid.uuid4().hex[:8], n)
         ids = [e["message_id"] for e in events]
         if profile is not None:
@@ -226,7 +265,7 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
     sent_s = (max(sent, default=0) - first) / 1000
     delivered_s = (max(delivered, default=0) - first) / 1000
     done = max(1, len(sent))
-    return {"messages": n, "window": window, "finished": finished, "sent": len(sent),
+    return {"smsc": smsc, "messages": n, "window": window, "finished": finished, "sent": len(sent),
             "delivered": len(delivered), "not_delivered": others[:5],
             "submissions_per_s": round(len(sent) / sent_s) if sent_s > 0 else None,
             "delivered_per_s": round(len(delivered) / delivered_s) if delivered_s > 0 else None,
@@ -257,12 +296,13 @@ def through_egress(a: argparse.Namespace) -> None:
     started = broker.start()
     profile = ROOT / "bench/results/profile-egress-smpp.txt" if a.profile else None
     try:
-        result = egress_path(broker, a.messages, a.window, a.port, profile)
+        result = egress_path(broker, a.messages, a.window, a.port, profile, a.smsc)
     finally:
         if started:
             broker.stop()
     print(json.dumps(result, indent=2))
-    (ROOT / "bench/results/bench-smpp-egress.json").write_text(json.dumps(result, indent=2) + "\n")
+    suffix = "" if a.smsc == "jsmpp" else f"-{a.smsc}"
+    (ROOT / f"bench/results/bench-smpp-egress{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     if profile is not None and profile.exists():
         total, own, inside = summarise(profile, 15)
         print(f"\n== egress under py-spy: {total} samples (idle waits included)\n  own time:")
@@ -282,6 +322,8 @@ def main() -> None:
     ap.add_argument("--through-egress", action="store_true",
                     help="through the egress process and the broker, receipts to delivered")
     ap.add_argument("--profile", action="store_true", help="with --through-egress: py-spy on egress")
+    ap.add_argument("--smsc", choices=["jsmpp", "smpp34"], default="jsmpp",
+                    help="with --through-egress: smpp34 sends each receipt at once (no 100/s cap)")
     a = ap.parse_args()
     if a.through_egress:
         a.messages = a.messages or 5000
