@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install kafka-fetch kafka-up kafka-down cluster-up cluster-down prometheus topics migrate run test test-unit \
-        test-integration test-e2e test-browser browser bench bench-console bench-quick bench-profile lint settings clean
+        test-integration test-e2e test-faults test-browser browser bench bench-console bench-quick bench-profile lint settings clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -48,7 +48,7 @@ browser: ## Debian's Chromium and a CJK font for the browser tests
 prometheus: ## Debian's prometheus (the operators' test scrapes the platform with deploy/prometheus/)
 	deploy/prometheus/prometheus.sh ensure
 
-test: install browser prometheus ## All tests: unit, integration (real broker + databases), end to end, browser
+test: install browser prometheus ## All tests: unit, integration (real broker + databases), end to end, faults, browser
 	$(BIN)/python -m pytest tests -q
 
 test-unit: $(STAMP) ## Fast tests, no broker
@@ -59,6 +59,9 @@ test-integration: install ## Tests against the real broker and databases
 
 test-e2e: install ## The platform as processes, driven from outside
 	$(BIN)/python -m pytest tests/e2e -q
+
+test-faults: install ## The fault suite: one fault at a time under load; writes docs/reliability.md's table
+	$(BIN)/python -m pytest tests/faults -q
 
 test-browser: install browser ## The console driven in headless Chromium against the running stack
 	$(BIN)/python -m pytest tests/browser -q

@@ -62,6 +62,8 @@ def fault_platform(broker, fault_pg, tmp_path_factory) -> FaultPlatform:
     platform = start_fault_platform(stack, tmp_path_factory.mktemp("faults"), key, list(scheme.codes), db)
     platform.pg = fault_pg
     yield platform
+    platform.supervisor.stopping.set()
+    platform.supervisor.join(10)
     stack.stop_all()
     db.dispose()
 

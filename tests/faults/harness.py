@@ -18,7 +18,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +73,8 @@ class FaultPlatform:
     db: Database
     key: str = ""
     common_env: dict[str, str] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
+    pg: object = None  # the suite's LocalPostgres
 
     @property
     def ingress(self) -> Proc:
@@ -91,37 +95,33 @@ class FaultPlatform:
         """Start a processor again on its port after it died (what a supervisor does)."""
         old = self.procs[name]
         proc = Proc(old.module, old.port, old.env)
-        proc.log_path = old.log_path.with_suffix(f".{int(time.time())}.log")
+        proc.log_path = old.log_path.with_suffix(f".{int(time.time() * 1000)}.log")
         self.stack.procs.append(proc)
         proc.start(health=False)
         self.procs[name] = proc
         return proc
 
     def healthy(self) -> bool:
-        for proc in self.procs.values():
+        for proc in list(self.procs.values()):
             if not proc.alive():
                 return False
-            r = httpx.get(f"{proc.url}/health", timeout=2)
+            try:
+                r = httpx.get(f"{proc.url}/health", timeout=2)
+            except httpx.HTTPError:
+                return False
             if r.status_code != 200 or r.json().get("status") != "ok":
                 return False
         return True
 
     def seconds_until_healthy(self, since: float, timeout: float = 120) -> float:
-        """Seconds from ``since`` (time.monotonic) until every processor answers /health ok,
-        with no hand: a processor that died stays dead and fails the wait."""
-        def ok() -> bool:
-            dead = [n for n, p in self.procs.items() if not p.alive()]
-            if dead:
-                raise AssertionError(f"processor(s) {dead} exited and need a hand: "
-                                     + "; ".join(self.procs[n].log_path.read_text()[-1500:] for n in dead))
-            return self.healthy()
-
-        wait_until(ok, timeout, 0.2, "every processor healthy")
+        """Seconds from ``since`` (time.monotonic) until every processor answers /health ok; one
+        that exited is started again by the supervisor only, as systemd would."""
+        wait_until(self.healthy, timeout, 0.2, "every processor healthy")
         return time.monotonic() - since
 
     def mo(self, cmid: str, sender: str, text: str) -> httpx.Response:
         raw = json.dumps({"id": cmid, "from": sender, "to": NUMBER, "text": text}).encode()
-        return httpx.post(f"{self.ingress.url}/carriers/sim/mo", content=raw, timeout=10,
+        return httpx.post(f"{self.ingress.url}/carriers/sim/mo", content=raw, timeout=30,
                           headers={"X-Herald-Signature": sign(SECRETS["sim"], raw),
                                    "Content-Type": "application/json"})
 
@@ -132,9 +132,60 @@ class FaultPlatform:
                                    "Content-Type": "application/json"})
 
     def send(self, request_id: str, to: str, text: str) -> httpx.Response:
-        return httpx.post(f"{self.ingress.url}/v1/messages", timeout=10,
+        return httpx.post(f"{self.ingress.url}/v1/messages", timeout=30,
                           json={"to": to, "text": text, "request_id": request_id},
                           headers={"Authorization": f"Bearer {self.key}"})
+
+
+@dataclass
+class Exit:
+    name: str
+    code: int | None
+    why: str
+    exited_at: float
+    healthy_at: float | None = None
+
+
+class Supervisor(threading.Thread):
+    """Restarts a processor that exited, ``restart_after`` seconds later, as the systemd unit
+    does (deploy/systemd/herald@.service: Restart=on-failure, RestartSec=2), and keeps what
+    happened: the suite reports every exit, and a fault's recovery lasts until the last
+    restarted processor is healthy. A processor the test killed is restarted the same way."""
+
+    def __init__(self, platform: FaultPlatform, restart_after: float = 2.0) -> None:
+        super().__init__(daemon=True, name="supervisor")
+        self.p, self.restart_after = platform, restart_after
+        self.exits: list[Exit] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.2):
+            for name, proc in list(self.p.procs.items()):
+                if proc.alive() or self.stopping.is_set():
+                    continue
+                # its last word, not librdkafka's connection noise (lines starting "%<level>|")
+                lines = [x for x in proc.log_path.read_text(errors="replace").splitlines()
+                         if x.strip() and not x.startswith("%")]
+                ex = Exit(name, proc.popen.returncode, lines[-1][-160:] if lines else "", time.monotonic())
+                self.exits.append(ex)
+                if self.stopping.wait(self.restart_after):
+                    return
+                new = self.p.restart(name)
+                try:
+                    wait_until(lambda n=new: self._ok(n), 90, 0.2, f"{name} healthy after its restart")
+                    ex.healthy_at = time.monotonic()
+                except AssertionError:
+                    pass
+
+    @staticmethod
+    def _ok(proc: Proc) -> bool:
+        if not proc.alive():
+            return False
+        r = httpx.get(f"{proc.url}/health", timeout=2)
+        return r.status_code == 200 and r.json().get("status") == "ok"
+
+    def since(self, t: float) -> list[Exit]:
+        return [e for e in self.exits if e.exited_at >= t]
 
 
 def carriers_json(sim_port: int, sim2_port: int) -> dict:
@@ -152,11 +203,13 @@ def start_fault_platform(stack: Stack, tmp: Path, key: str, codes: list[str], db
     ingress_port = free_port()
     carriers = tmp / "carriers.json"
     carriers.write_text(json.dumps(carriers_json(ports["sim"], ports["sim2"])))
+    logs = tmp / "logs"
+    logs.mkdir(exist_ok=True)
     common = {"HERALD_CARRIERS_FILE": str(carriers), "HERALD_API_RATE_PER_SECOND": "10000",
-              "HERALD_API_RATE_BURST": "10000"}
+              "HERALD_API_RATE_BURST": "10000", "HERALD_TEST_LOG_DIR": str(logs)}
     sims = {}
     for name, port in ports.items():
-        sims[name] = stack.start("services.simulator", port=port, health=False,
+        sims[name] = stack.start("services.simulator", port=port, health=False, HERALD_TEST_LOG_DIR=str(logs),
                                  HERALD_SIM_PORT=str(port), HERALD_SIM_NAME=name,
                                  HERALD_SIM_DLR_SECRET=SECRETS[name], HERALD_SIM_DLR_DELAY_MS="100",
                                  HERALD_SIM_DLR_URL=f"http://127.0.0.1:{ingress_port}/carriers/{name}/dlr")
@@ -166,7 +219,10 @@ def start_fault_platform(stack: Stack, tmp: Path, key: str, codes: list[str], db
     procs = {"ingress": stack.start("services.ingress", port=ingress_port, **common)}
     for name in ("router", "egress", "verifier", "ledger"):
         procs[name] = stack.start(f"services.{name}", **common)
-    return FaultPlatform(stack, sims, procs, codes, db, key, common)
+    platform = FaultPlatform(stack, sims, procs, codes, db, key, common)
+    platform.supervisor = Supervisor(platform)
+    platform.supervisor.start()
+    return platform
 
 
 @dataclass
@@ -180,8 +236,9 @@ class Accepted:
 
 
 class Load:
-    """A steady mixed load on a thread: per round an API send, a HELP text and a product code
-    (a verification with points and a lottery draw), ``rate`` calls a second."""
+    """A steady mixed load: per round an API send, a HELP text and a product code (a
+    verification with points and a lottery draw), ``rate`` calls a second, each call on a worker
+    of its own (as many clients would: one held up by a fault does not hold up the next)."""
 
     _run = itertools.count()
 
@@ -190,6 +247,9 @@ class Load:
         self.tag = f"r{next(self._run)}-{uuid.uuid4().hex[:6]}"
         self.result = Accepted()
         self.sent = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=24, thread_name_prefix="load")
+        self._futures: list[Future] = []
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self) -> Load:
@@ -197,19 +257,23 @@ class Load:
         return self
 
     def wait_sent(self, n: int, timeout: float = 60) -> None:
+        """Until ``n`` calls have been made (not necessarily answered)."""
         wait_until(lambda: self.sent >= n, timeout, 0.05, f"{n} calls of the load made")
 
     def join(self, timeout: float = 180) -> Accepted:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "the load did not finish"
+        for f in self._futures:
+            f.result(timeout)
+        self._pool.shutdown()
         return self.result
 
     def _loop(self) -> None:
+        began = time.monotonic()
         for i in range(self.calls):
-            started = time.monotonic()
-            self._one(i)
+            time.sleep(max(0.0, began + i / self.rate - time.monotonic()))
+            self._futures.append(self._pool.submit(self._one, i))
             self.sent += 1
-            time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - started)))
 
     def _one(self, i: int) -> None:
         member = MEMBERS[i % len(MEMBERS)]
@@ -226,19 +290,23 @@ class Load:
                 mid = message_id_for(TENANT, f"reply-{mo_message_id('sim', cmid)}")
             else:
                 cmid = f"{self.tag}-code-{i}"
-                r = self.p.mo(cmid, member, self.p.codes.pop())
+                with self._lock:
+                    code = self.p.codes.pop()
+                r = self.p.mo(cmid, member, code)
                 ok = r.status_code == 200
                 sid = derived_id(mo_message_id("sim", cmid), "code")
                 mid = message_id_for(TENANT, f"verify-{sid}")
         except httpx.HTTPError as exc:
-            self.result.refused[f"{kind}: {type(exc).__name__}"] += 1
+            with self._lock:
+                self.result.refused[f"{kind}: {type(exc).__name__}"] += 1
             return
-        if not ok:
-            self.result.refused[f"{kind}: HTTP {r.status_code}"] += 1
-            return
-        self.result.accepted += 1
-        self.result.codes += kind == "code"
-        self.result.expected.add(mid)
+        with self._lock:
+            if not ok:
+                self.result.refused[f"{kind}: HTTP {r.status_code}"] += 1
+                return
+            self.result.accepted += 1
+            self.result.codes += kind == "code"
+            self.result.expected.add(mid)
 
 
 class DlqWatch:
@@ -248,33 +316,39 @@ class DlqWatch:
         self.stack = stack
         names = [s.name for s in all_specs() if s.name.endswith(".dlq")] + [tenant_dlq(TENANT)]
         self.topics = [stack.topic(n) for n in names]
-        self.consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"faults-{uuid.uuid4().hex}",
-                                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-        self.start = self._ends()
+        with self._consumer() as c:
+            self.start = self._ends(c)
 
-    def _ends(self) -> dict[str, int]:
-        return {t: self.consumer.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[1]
-                for t in self.topics}
+    @contextmanager
+    def _consumer(self) -> Iterator[Consumer]:
+        c = Consumer({"bootstrap.servers": self.stack.bootstrap, "group.id": f"faults-{uuid.uuid4().hex}",
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        try:
+            yield c
+        finally:
+            c.close()
+
+    def _ends(self, c: Consumer) -> dict[str, int]:
+        return {t: c.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[1] for t in self.topics}
 
     def since(self) -> list[dict]:
-        ends = self._ends()
         out: list[dict] = []
-        for topic, end in ends.items():
-            begin = self.start[topic]
-            if end <= begin:
-                continue
-            self.consumer.assign([TopicPartition(topic, 0, begin)])
-            while begin < end:
-                msg = self.consumer.poll(5)
-                if msg is None:
-                    break
-                if msg.error():
+        with self._consumer() as c:
+            for topic, end in self._ends(c).items():
+                begin = self.start[topic]
+                if end <= begin:
                     continue
-                begin = msg.offset() + 1
-                rec = json.loads(msg.value())
-                out.append({"topic": topic.removeprefix(self.stack.prefix), "reason": rec.get("reason", ""),
-                            "error_type": rec.get("error_type", "")})
-        self.consumer.close()
+                c.assign([TopicPartition(topic, 0, begin)])
+                while begin < end:
+                    msg = c.poll(5)
+                    if msg is None:
+                        break
+                    if msg.error():
+                        continue
+                    begin = msg.offset() + 1
+                    rec = json.loads(msg.value())
+                    out.append({"topic": topic.removeprefix(self.stack.prefix),
+                                "reason": rec.get("reason", ""), "error_type": rec.get("error_type", "")})
         return out
 
 
@@ -299,9 +373,12 @@ class Checker:
     def __init__(self, platform: FaultPlatform) -> None:
         self.p = platform
         self.dlq = DlqWatch(platform.stack)
+        self.began = time.monotonic()
 
     def settle(self, name: str, accepted: Accepted, recovery_s: float | None, note: str = "",
-               timeout: float = SETTLE_S, extra: set[str] = frozenset()) -> Row:
+               timeout: float = SETTLE_S, extra: set[str] = frozenset(), since: float | None = None) -> Row:
+        """``recovery_s`` as measured when the fault ended (at ``since``); it grows to cover any
+        processor that exited later and was restarted by the supervisor."""
         expected = accepted.expected | set(extra)
         started = time.monotonic()
         counts: Counter = Counter()
@@ -333,6 +410,14 @@ class Checker:
         doubles = max(0, eff["awards"] - eff["first_queries"]) + eff["doubled_cards"] + eff["doubled_draws"]
         dlq = self.dlq.since()
         notes = [note] if note else []
+        exits = self.p.supervisor.since(self.began) if self.p.supervisor else []
+        if exits:
+            self.p.seconds_until_healthy(time.monotonic())
+            notes.append("exited and restarted by the supervisor: " + "; ".join(
+                f"{e.name} ({'SIGKILL' if e.code == -9 else f'exit {e.code}: {e.why}'})" for e in exits))
+            back = [e.healthy_at for e in exits if e.healthy_at is not None]
+            if since is not None and back and recovery_s is not None:
+                recovery_s = max(recovery_s, max(back) - since)
         if accepted.refused:
             notes.append("refused at the edge: " + ", ".join(f"{n}× {k}" for k, n in sorted(accepted.refused.items())))
         if dlq:

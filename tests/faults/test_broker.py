@@ -22,6 +22,7 @@ def test_with_the_broker_stopped_and_restarted_mid_stream_nothing_accepted_is_lo
     down = time.monotonic()
     load.wait_sent(20)  # calls made while the broker is away are refused (503), not lost
     broker.resume()
-    note = f"broker away {time.monotonic() - down:.0f} s"
-    recovery = p.seconds_until_healthy(time.monotonic(), timeout=180)
-    record(fault_table, check.settle("broker stopped and restarted", load.join(), recovery, note))
+    back = time.monotonic()
+    note = f"broker away {back - down:.0f} s"
+    recovery = p.seconds_until_healthy(back, timeout=180)
+    record(fault_table, check.settle("broker stopped and restarted", load.join(), recovery, note, since=back))

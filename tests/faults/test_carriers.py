@@ -27,7 +27,7 @@ def run_fault(p, table, name: str, on: dict, off: dict, sim: str = "*") -> None:
     p.control(sim, **off)
     ended = time.monotonic()
     recovery = p.seconds_until_healthy(ended)
-    row = check.settle(name, load.join(), recovery, f"fault for {ended - began:.0f} s")
+    row = check.settle(name, load.join(), recovery, f"fault for {ended - began:.0f} s", since=ended)
     carriers = Counter(s["carrier"] for s in p.submissions() if s["reference"] in load.result.expected)
     row.note += "; submits by carrier: " + ", ".join(f"{k} {v}" for k, v in sorted(carriers.items()))
     record(table, row)

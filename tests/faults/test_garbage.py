@@ -32,6 +32,6 @@ def test_garbage_on_processors_input_topics_is_dead_lettered_and_the_load_is_unt
     assert producer.flush(10) == 0
     recovery = p.seconds_until_healthy(began)
     row = check.settle("garbage on egress/verifier/ledger inputs", load.join(), recovery,
-                       f"{len(GARBAGE)} bad records on each of {', '.join(TOPICS)}")
+                       f"{len(GARBAGE)} bad records on each of {', '.join(TOPICS)}", since=began)
     record(fault_table, row)
     assert row.dlq >= len(TOPICS) * len(GARBAGE), row

@@ -18,5 +18,6 @@ def test_with_postgresql_restarted_mid_stream_nothing_accepted_is_lost(fault_pla
     load = Load(p, calls=30, rate=6).start()
     load.wait_sent(10)
     p.pg.restart()
-    recovery = p.seconds_until_healthy(time.monotonic())
-    record(fault_table, check.settle("PostgreSQL restarted", load.join(), recovery))
+    back = time.monotonic()
+    recovery = p.seconds_until_healthy(back)
+    record(fault_table, check.settle("PostgreSQL restarted", load.join(), recovery, since=back))

@@ -122,7 +122,8 @@ class Proc:
 
     def __init__(self, module: str, port: int, env: dict[str, str]) -> None:
         self.module, self.port, self.env = module, port, env
-        logs = ROOT / ".run" / "test-logs"
+        # HERALD_TEST_LOG_DIR: a suite's own log folder (ports are reused across runs and engineers)
+        logs = Path(env.get("HERALD_TEST_LOG_DIR") or ROOT / ".run" / "test-logs")
         logs.mkdir(parents=True, exist_ok=True)
         self.log_path = logs / f"{module.replace('.', '-')}-{port}.log"
         self.popen: subprocess.Popen | None = None
