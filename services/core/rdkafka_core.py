@@ -61,6 +61,7 @@ class _Source:
     handler: Handler
     is_async: bool
     batch: int
+    within: float
     isolating: Isolating[Message] | None = None
 
 
@@ -93,10 +94,10 @@ class BatchProcessor:
     # -- declaring ----------------------------------------------------------------------------
     def consume(self, topic_name: str, handler: Handler, *, batch: int = 500,
                 within: float = 0.02, schema: str | None = None) -> None:
-        """Run ``handler`` over batches of validated events of ``topic_name`` (``within`` is the
-        Faust core's; here a batch is what librdkafka has fetched, up to ``batch``)."""
+        """Run ``handler`` over batches of validated events of ``topic_name``: up to ``batch``
+        records, gathered for at most ``within`` seconds after the first one arrived."""
         src = _Source(topic_name, schema or schema_for_topic(topic_name), handler,
-                      inspect.iscoroutinefunction(handler), batch)
+                      inspect.iscoroutinefunction(handler), batch, within)
         src.isolating = Isolating(self.name, lambda items, src=src: self._call(src, items),
                                   self.send,
                                   lambda item, msg, reason, kind, src=src: self._dead_letter(
@@ -176,8 +177,23 @@ class BatchProcessor:
         consumer = self._consumer
         assert consumer is not None
         size = max(src.batch for src in self._sources.values())
+        within = min(src.within for src in self._sources.values())
+
+        def next_batch() -> list[Message]:
+            # consume(n, timeout) returns only when n records are in or the timeout is over: on
+            # a quiet topic that would hold the first record for the whole timeout. Wait for a
+            # first record, then gather the rest of the batch for at most ``within``.
+            msgs = consumer.consume(size, 0)
+            if not msgs:
+                msgs = consumer.consume(1, POLL_TIMEOUT_S)
+                if not msgs:
+                    return msgs
+            if len(msgs) < size:
+                msgs += consumer.consume(size - len(msgs), within)
+            return msgs
+
         while not self._stopping.is_set():
-            msgs = await asyncio.to_thread(consumer.consume, size, POLL_TIMEOUT_S)
+            msgs = await asyncio.to_thread(next_batch)
             by_topic: dict[str, list[Message]] = {}
             last: dict[tuple[str, int], int] = {}
             for m in msgs:
@@ -224,6 +240,10 @@ class BatchProcessor:
             "heartbeat.interval.ms": int(max(1.0, s.session_timeout_s / 5) * 1000),
             # a topic that appears (or grows) after start is noticed within this
             "topic.metadata.refresh.interval.ms": 30_000,
+            # Prefetch a few batches, not librdkafka's default 64 MB: resident memory stays low
+            # when a campaign puts 100,000 messages in front of egress.
+            "queued.min.messages": 5_000,
+            "queued.max.messages.kbytes": 8_192,
         }
 
     def producer_config(self) -> dict[str, Any]:
