@@ -28,6 +28,7 @@ from services.carriers import build as build_connector
 from services.carriers.smpp import parts as smpp_parts
 from services.core import metrics
 from services.core.carriers import Carrier, load_carriers
+from services.core.concurrency import bounded_map
 from services.core.dlq import dlq_record
 from services.core.processor import In, Out, Processor
 from services.core.retry import until_done
@@ -86,7 +87,7 @@ class Egress:
         plans = [(item, d.plan) for item, d in decided if d.plan is not None]
         if not plans:
             return outs
-        results = await asyncio.gather(*(self._send(plan) for _, plan in plans))
+        results = await bounded_map(self._send, [plan for _, plan in plans], SEND_CONCURRENCY)
         done = [(item, plan, res) for (item, plan), res in zip(plans, results, strict=True)]
         return outs + await self._record_until_done(done)
 
@@ -215,7 +216,7 @@ class Egress:
         if not due:
             return []
         plans = [dataclasses.replace(p.plan, expires_at=p.deadline) for p in due]
-        results = await asyncio.gather(*(self._send(plan) for plan in plans))
+        results = await bounded_map(self._send, plans, SEND_CONCURRENCY)
         return await self._record_until_done(
             [(None, plan, res) for plan, res in zip(plans, results, strict=True)])
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import services.carriers as connectors
@@ -224,3 +225,25 @@ def test_against_the_real_simulator_accept_throttle_down_reject_timeout_and_refu
         await gone.close()
 
     run(go)
+
+
+def test_waiting_for_a_pooled_connection_does_not_count_against_the_carrier_timeout():
+    async def slow_accept(_request):
+        await asyncio.sleep(0.15)
+        return web.json_response({"carrier_message_id": "c"})
+
+    async def go():
+        async with carrier_answering(slow_accept) as (url, seen):
+            conn = HttpConnector(carrier(submit_url=url, timeout_s=0.3, options={"max_connections": 1}))
+            try:
+                # one connection, four submissions of 0.15 s each: the last waits ~0.45 s in the
+                # pool, longer than timeout_s, and still goes out
+                results = await asyncio.gather(*(conn.submit(submission(message_id=f"m{i}"))
+                                                 for i in range(4)))
+            finally:
+                await conn.close()
+            return results, list(seen)
+
+    results, seen = run(go)
+    assert results == [SubmitResult("c", "acme")] * 4
+    assert len({r.peer for r in seen}) == 1
