@@ -10,6 +10,8 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from confluent_kafka import KafkaException
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from . import metrics
 from .db import Database
@@ -18,6 +20,25 @@ from .kafka import AsyncProducer
 from .settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+
+# A dependency away (the broker not acknowledging in time, its local queue full, the database
+# connection lost) is a passing state, not a server bug: the caller is told to retry, as it
+# would be by a load balancer, and the request is idempotent by its request id. Only the type
+# is logged: a database error's text can carry connection details.
+RETRY_AFTER_S = 5
+_UNAVAILABLE = (KafkaException, BufferError, OperationalError, InterfaceError)
+
+
+@web.middleware
+async def unavailable_as_503(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except _UNAVAILABLE as exc:
+        log.warning("%s %s: answered 503, a dependency is unavailable (%s)", request.method,
+                    request.path, type(exc).__name__)
+        return web.json_response({"error": "temporarily unavailable, retry later"}, status=503,
+                                 headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def add_health_routes(app: web.Application, name: str, health: HealthCheck) -> None:
@@ -71,6 +92,7 @@ def serve(app_factory: Callable[[], Awaitable[web.Application]], host: str, port
     async def main() -> None:
         tls = (settings or get_settings()).server_ssl_context()
         app = await app_factory()
+        app.middlewares.append(unavailable_as_503)  # innermost: it sees the handler's exception first
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=tls)

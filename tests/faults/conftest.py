@@ -24,6 +24,8 @@ from tests.support.seed import seed_tenant
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "reliability.md"
 BEGIN, END = "<!-- faults:begin -->", "<!-- faults:end -->"
+# the table's own markers inside the section, whose prose is written by hand
+TABLE_BEGIN, TABLE_END = "<!-- faults:table:begin -->", "<!-- faults:table:end -->"
 SECRET_KEY = "dev-only-change-me"  # the settings' default HERALD_SECRET_KEY: codes are hashed with it
 
 HEADER = """# Reliability
@@ -59,7 +61,12 @@ def fault_platform(broker, fault_pg, tmp_path_factory) -> FaultPlatform:
         scheme = seed_scheme(s, SECRET_KEY, TENANT, codes=400, points=10,
                              tiers=[TierSpec("a phone card", 0.2, 60)], cards_per_tier=60)
         create_gift(s, TENANT, 1, "gift card", 20)
-    platform = start_fault_platform(stack, tmp_path_factory.mktemp("faults"), key, list(scheme.codes), db)
+    # the processes' logs, kept after the run (pytest's temporary folders are soon removed)
+    logs = ROOT / ".run" / f"faults-logs-{broker.port}"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    platform = start_fault_platform(stack, tmp_path_factory.mktemp("faults"), logs, key,
+                                    list(scheme.codes), db)
     platform.pg = fault_pg
     yield platform
     platform.supervisor.stopping.set()
@@ -69,10 +76,15 @@ def fault_platform(broker, fault_pg, tmp_path_factory) -> FaultPlatform:
 
 
 @pytest.fixture(scope="session")
-def fault_table():
+def fault_table(request):
+    """The rows of this run; written into the doc only when the whole suite ran (``make
+    test-faults`` or ``make test``), not for one scenario picked by path or -k."""
     rows: list[Row] = []
     yield rows
-    if rows:
+    here = Path(__file__).parent
+    paths = [Path(a.split("::")[0]).resolve() for a in request.config.args]
+    whole = any(here == p or here.is_relative_to(p) for p in paths)
+    if rows and whole and not request.config.option.keyword:
         write_table(rows)
 
 
@@ -90,7 +102,9 @@ def write_table(rows: list[Row]) -> None:
         HEADER + f"{BEGIN}\n{END}\n\n<!-- isolation:begin -->\n<!-- isolation:end -->\n")
     if BEGIN not in text:
         text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    if TABLE_BEGIN not in text:
+        text = text.replace(END, f"{TABLE_BEGIN}\n{TABLE_END}\n{END}")
     table = render(rows, datetime.now(UTC))
-    text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: f"{BEGIN}\n{table}\n{END}",
-                  text, flags=re.S)
+    text = re.sub(re.escape(TABLE_BEGIN) + r".*?" + re.escape(TABLE_END),
+                  lambda _m: f"{TABLE_BEGIN}\n{table}\n{TABLE_END}", text, flags=re.S)
     DOC.write_text(text)

@@ -57,6 +57,7 @@ class Row:
     recovery_s: float | None
     dlq: int
     note: str = ""
+    refused: dict = field(default_factory=dict)  # why calls were not accepted, and how many
 
     def cells(self) -> list[str]:
         rec = "–" if self.recovery_s is None else f"{self.recovery_s:.1f}"
@@ -198,13 +199,12 @@ def carriers_json(sim_port: int, sim2_port: int) -> dict:
     return {"carriers": [carrier("sim", sim_port, 10), carrier("sim2", sim2_port, 20)]}
 
 
-def start_fault_platform(stack: Stack, tmp: Path, key: str, codes: list[str], db: Database) -> FaultPlatform:
+def start_fault_platform(stack: Stack, tmp: Path, logs: Path, key: str, codes: list[str],
+                         db: Database) -> FaultPlatform:
     ports = {"sim": free_port(), "sim2": free_port()}
     ingress_port = free_port()
     carriers = tmp / "carriers.json"
     carriers.write_text(json.dumps(carriers_json(ports["sim"], ports["sim2"])))
-    logs = tmp / "logs"
-    logs.mkdir(exist_ok=True)
     common = {"HERALD_CARRIERS_FILE": str(carriers), "HERALD_API_RATE_PER_SECOND": "10000",
               "HERALD_API_RATE_BURST": "10000", "HERALD_TEST_LOG_DIR": str(logs)}
     sims = {}
@@ -429,7 +429,7 @@ class Checker:
             notes.append(f"{eff['first_queries'] - eff['awards']} first valid queries without their points")
         notes.append(f"all at a carrier {settled:.0f} s after the load" if not lost else "")
         return Row(name, len(expected), len(lost), duplicated, doubles, recovery_s, len(dlq),
-                   "; ".join(n for n in notes if n))
+                   "; ".join(n for n in notes if n), dict(accepted.refused))
 
 
 def timed(fn: Callable[[], object]) -> float:
