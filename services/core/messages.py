@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -230,16 +230,11 @@ class Move:
     carrier: str | None = None  # set on the row and the history row when given
 
 
-def _per_row(by_id: dict[str, Move], column, attr: str, **kw: Any):
-    """CASE id WHEN ... THEN <that move's attr> END, typed as ``column``."""
-    return case(*[(Message.__table__.c.id == i, literal(getattr(m, attr), column.type))
-                  for i, m in by_id.items()], **kw)
-
-
 def transition_many(s: Session, moves: list[Move]) -> list[Move]:
     """``transition`` for many messages (each at most once) in one conditional
-    ``UPDATE ... RETURNING`` per (from, to) pair and one insert of their history rows. Returns the
-    moves that happened.
+    ``UPDATE ... RETURNING`` per (from, to) pair, one executemany of the moved rows' own times
+    and reasons when those differ, and one insert of their history rows. Returns the moves that
+    happened.
 
     A message another writer moved first (the submit response recorded 'sent' while a delivery
     report read it as 'accepted') is re-read and decided again from what is really there, as
@@ -282,15 +277,26 @@ def _transition_round(s: Session, moves: list[Move], done: list[Move]) -> list[M
     lost: list[Move] = []
     for (seen, status), group in groups.items():
         by_id = {m.msg.id: m for m in group}
-        values: dict[str, Any] = {"status": status, "updated_at": _per_row(by_id, t.c.updated_at, "at"),
-                                  "reason": _per_row(by_id, t.c.reason, "reason")}
-        if any(m.carrier for m in group):
-            values["carrier"] = _per_row({i: m for i, m in by_id.items() if m.carrier}, t.c.carrier,
-                                         "carrier", else_=t.c.carrier)
+        # The statements keep one shape whatever the batch (an expanding IN, bound values), so
+        # SQLAlchemy compiles each once: a CASE with a branch per row was compiled again for
+        # every batch and cost more than the database's own work (bench/bench_egress_db.py).
+        own = {(m.at, m.reason, m.carrier) for m in group}
+        values: dict[str, Any] = {"status": status}
+        if len(own) == 1:  # one time, reason and carrier for all (record_sent_batch's 'now')
+            at, reason, carrier = own.pop()
+            values.update(updated_at=at, reason=reason, **({"carrier": carrier} if carrier else {}))
         stmt = update(t).where(t.c.id.in_(list(by_id)), t.c.status == seen).values(**values)
         moved_ids = set(s.execute(stmt.returning(t.c.id)).scalars())
         moved = [m for i, m in by_id.items() if i in moved_ids]
         lost += [m for i, m in by_id.items() if i not in moved_ids]
+        if moved and "updated_at" not in values:
+            # Each moved row's own time, reason and carrier, in the same transaction as the
+            # conditional move above (which holds the rows: no other writer sees them between).
+            s.execute(update(t).where(t.c.id == bindparam("mid"))
+                      .values(updated_at=bindparam("at"), reason=bindparam("why"),
+                              carrier=func.coalesce(bindparam("c", type_=t.c.carrier.type), t.c.carrier)),
+                      [{"mid": m.msg.id, "at": m.at, "why": m.reason, "c": m.carrier}
+                       for m in sorted(moved, key=lambda m: m.msg.id)])
         insert_ignoring_conflicts(s, MessageEvent, [
             {"event_id": history_event_id(m.msg, status), "message_id": m.msg.id, "status": status,
              "reason": m.reason, "carrier": m.carrier, "occurred_at": m.at} for m in moved])
