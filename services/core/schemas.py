@@ -195,10 +195,12 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_event(event_type: str, tenant_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    """An event with the shared envelope filled in; fields that are None are left out."""
+def new_event(event_type: str, tenant_id: str | None = None, *, event_id: str | None = None,
+              **fields: Any) -> dict[str, Any]:
+    """An event with the shared envelope filled in; fields that are None are left out.
+    ``event_id``: a stable id (one derived from what the event records), else a random one."""
     event: dict[str, Any] = {
-        "event_id": str(uuid.uuid4()),
+        "event_id": event_id or str(uuid.uuid4()),
         "event_type": event_type,
         "produced_at": now_iso(),
         "schema_version": 1,

@@ -67,8 +67,10 @@ def status_event(msg: Message, status: str, *, reason: str | None = None,
                  at: datetime | None = None) -> dict[str, Any]:
     """The sms.status event for ``msg`` having reached ``status``."""
     carried = status in ("sent", "delivered", "failed", "expired")
+    # A later try (a DLQ replay, services/core/dlq_replay.py) announces its statuses anew.
     ev = new_event(
         "sms.status", tenant_id=msg.tenant_id,
+        event_id=str(uuid.uuid5(_STATUS_NS, history_event_id(msg, status))),
         message_id=msg.id, request_id=msg.request_id, to=msg.recipient, status=status,
         reason=reason[:REASON_MAX] if reason else None,
         carrier=msg.carrier if carried else None,
@@ -76,8 +78,6 @@ def status_event(msg: Message, status: str, *, reason: str | None = None,
         segments=msg.segments, encoding=msg.encoding,
         occurred_at=iso(at or msg.updated_at),
     )
-    # A later try (a DLQ replay, services/core/dlq_replay.py) announces its statuses anew.
-    ev["event_id"] = str(uuid.uuid5(_STATUS_NS, history_event_id(msg, status)))
     return ev
 
 
