@@ -89,6 +89,8 @@ class BatchProcessor:
         self._on_stop: list[Hook] = []
         self.producer: AsyncProducer | None = None
         self._consumer: Consumer | None = None
+        self._assigned: set[tuple[str, int]] = set()
+        self._revoked_while_gathering = False
         self._stopping = asyncio.Event()
 
     # -- declaring ----------------------------------------------------------------------------
@@ -190,6 +192,11 @@ class BatchProcessor:
                     return msgs
             if len(msgs) < size:
                 msgs += consumer.consume(size - len(msgs), within)
+            if self._revoked_while_gathering:
+                # The group took partitions away between the calls above: their records are
+                # the new owner's now, and nothing of them is handled or committed here.
+                self._revoked_while_gathering = False
+                msgs = [m for m in msgs if (m.topic(), m.partition()) in self._assigned]
             return msgs
 
         while not self._stopping.is_set():
@@ -221,11 +228,15 @@ class BatchProcessor:
             metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
         log.info("%s: assigned %s", self.name, _tps(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Called from inside consume(), so no batch is in hand: the last one was handled and
-        # its offsets committed before this consume() began. Nothing of others is committed.
+        # Served inside consume(), so no batch is being handled: the last one was handled and
+        # committed before this gathering began. Records of these partitions gathered so far
+        # are dropped (next_batch), so nothing of another member's partitions is committed.
+        self._assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        self._revoked_while_gathering = True
         log.info("%s: revoked %s", self.name, _tps(partitions))
 
     def consumer_config(self) -> dict[str, Any]:

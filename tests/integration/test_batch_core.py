@@ -191,3 +191,45 @@ def test_start_hooks_run_before_consuming_and_stop_hooks_after_the_last_commit(s
         wait_until(lambda: len(ticks) >= 3, timeout=10, what="the periodic job ran")
     assert order[0] == "start" and order[-1] == "stop"
     assert "running" in order and "batch" in order
+
+
+def test_a_second_processor_joining_the_group_takes_partitions_and_every_event_is_handled(stack):
+    """A rebalance while events flow: the first processor gives up partitions to the second;
+    every event gets its reply (a redelivered one may twice: effects are idempotent) and the
+    group's committed offsets reach the end of every partition."""
+    s = stack.settings(session_timeout_s=6)
+
+    handled: dict[str, list[str]] = {"first": [], "second": []}
+
+    def replying(who: str):
+        def handle(items: list[In]) -> list[Out]:
+            handled[who] += [i.event["code"] for i in items]
+            return [reply_to(i.event) for i in items]
+        return handle
+
+    first = Processor("rebalance", port=0, settings=s, use_db=False, core="librdkafka")
+    second = Processor("rebalance", port=0, settings=s, use_db=False, core="librdkafka")
+    first.consume(SOURCE, replying("first"))
+    second.consume(SOURCE, replying("second"))
+    p = Producer({"bootstrap.servers": stack.bootstrap})
+    events = [submission(f"SPREAD{n:03d}") for n in range(60)]
+
+    def send(batch: list[dict]) -> None:
+        for e in batch:
+            p.produce(stack.topic(SOURCE), encode(SOURCE, e), key=e["code"].encode())
+        assert p.flush(10) == 0
+
+    with Running(first):
+        send(events[:30])
+        read_topic(stack.bootstrap, stack.topic(TARGET), until=lambda recs: len(recs) >= 30,
+                   timeout=60)
+        with Running(second):
+            wait_until(lambda: second._assigned, timeout=60, what="the second processor's share")
+            send(events[30:])
+            replies = read_topic(
+                stack.bootstrap, stack.topic(TARGET), timeout=90,
+                until=lambda recs: {r["request_id"] for r in recs} >= {e["code"] for e in events})
+            wait_until(lambda: committed(stack, first.group) == 60, timeout=60,
+                       what="offsets committed to the end")
+    assert set(handled["second"]) & {e["code"] for e in events[30:]}, "the second took a share"
+    assert {r["request_id"] for r in replies} == {e["code"] for e in events}
