@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,9 @@ class AsyncProducer:
         # librdkafka's retries after a lost ack (a broker dying mid-request) are not written twice.
         conf.update(PRODUCER_GUARANTEES)
         self._producer = Producer(conf)
+        # send_raw's acknowledgements, handed to their event loops once per poll round: one
+        # wake-up of the loop for all the records a produce request carried, not one each
+        self._acks: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future, Any, Any]] = deque()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-producer-poll", daemon=True)
         self._poller.start()
@@ -37,6 +41,22 @@ class AsyncProducer:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.05)
+            self._hand_over_acks()
+        self._hand_over_acks()
+
+    def _hand_over_acks(self) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, Any]]] = {}
+        while True:
+            try:  # a deque: callbacks that close()'s flush runs on another thread append safely
+                loop, fut, err, msg = self._acks.popleft()
+            except IndexError:
+                break
+            by_loop.setdefault(loop, []).append((fut, err, msg))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # that loop is closed: nobody waits for these any more
+                pass
 
     def check(self, timeout: float = 5.0) -> None:
         """Raise if the broker does not answer (used at start-up to fail fast)."""
@@ -46,11 +66,10 @@ class AsyncProducer:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
 
+        acks = self._acks
+
         def delivered(err, msg) -> None:
-            if err is not None:
-                loop.call_soon_threadsafe(_set_exc, fut, KafkaException(err))
-            else:
-                loop.call_soon_threadsafe(_set_result, fut, msg)
+            acks.append((loop, fut, err, msg))
 
         self._producer.produce(self.settings.topic(topic), value, key=key, on_delivery=delivered)
         return await fut
@@ -99,6 +118,7 @@ class AsyncProducer:
         self._producer.flush(timeout)
         self._stop.set()
         self._poller.join(2)
+        self._hand_over_acks()  # what flush acknowledged after the poll thread's last round
 
 
 def _set_result(fut: asyncio.Future, value: Any) -> None:
@@ -109,3 +129,11 @@ def _set_result(fut: asyncio.Future, value: Any) -> None:
 def _set_exc(fut: asyncio.Future, exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future, Any, Any]]) -> None:
+    for fut, err, msg in settled:
+        if err is not None:
+            _set_exc(fut, KafkaException(err))
+        else:
+            _set_result(fut, msg)
