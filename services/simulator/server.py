@@ -9,8 +9,9 @@ Endpoints
 - GET  /health        {"status": "ok"}
 
 Checks on /submit run in this order, so tests can reason about which answer wins:
-latency, down (503), bearer token (401), throttle (429), body (400), reject_prefix (400),
-fail_ratio (fail_status, 503 by default), accept.
+latency, down (503), drop_connection before_accept, bearer token (401), throttle (429),
+body (400), reject_prefix (400), fail_ratio (fail_status, 503 by default), accept (then
+drop_connection after_accept).
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ class Behaviour:
     """What the simulated carrier does; changed at run time through POST /control.
 
     fail_status is the HTTP status of a fail_ratio failure (503, or 500 for a 500 storm).
+    drop_connection cuts the connection of every submit with no answer: "before_accept" (nothing
+    recorded: the submit never happened) or "after_accept" (recorded and its DLR sent: the carrier
+    took it, but the sender cannot know, as when a connection resets after the request).
     dlr_before_response sends a submit's DLR, and waits for it to be answered, before answering
     the submit: the report reaches Herald before egress knows the carrier's message id.
 
@@ -125,6 +129,7 @@ class Behaviour:
     dlr_delay_ms: float = 200
     dlr_enabled: bool = True
     dlr_before_response: bool = False
+    drop_connection: str | None = None
 
 
 @dataclass
@@ -188,6 +193,12 @@ def _http_error(key: str, v: Any) -> int:
     return v
 
 
+def _drop(key: str, v: Any) -> str | None:
+    if v not in (None, "before_accept", "after_accept"):
+        raise BadRequest(f"{key} must be null, 'before_accept' or 'after_accept'")
+    return v
+
+
 def _dlr_status(key: str, v: Any) -> str:
     if v not in DLR_STATUSES:
         raise BadRequest(f"{key} must be one of {sorted(DLR_STATUSES)}")
@@ -212,6 +223,7 @@ _CONTROLS: dict[str, Callable[[str, Any], Any]] = {
     "dlr_delay_ms": _non_negative,
     "dlr_enabled": _flag,
     "dlr_before_response": _flag,
+    "drop_connection": _drop,
 }
 
 
@@ -279,6 +291,7 @@ class Simulator:
                 "unauthorized",
                 "dlr_sent",
                 "dlr_failed",
+                "dropped",
             ),
             0,
         )
@@ -319,6 +332,8 @@ class Simulator:
         if b.down:
             self.stats["failed"] += 1
             return _error(503, "service unavailable")
+        if b.drop_connection == "before_accept":
+            return self._drop_connection(request)
         expected = f"Bearer {self.config.api_token}".encode()
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
@@ -371,9 +386,18 @@ class Simulator:
             task.add_done_callback(self._dlr_tasks.discard)
         else:
             sub.dlr = "disabled"
+        if b.drop_connection == "after_accept":
+            return self._drop_connection(request)
         return web.json_response(
             {"carrier_message_id": sub.carrier_message_id, "status": "accepted"}
         )
+
+    def _drop_connection(self, request: web.Request) -> web.Response:
+        """Cut the connection with no answer (the sender sees it reset)."""
+        self.stats["dropped"] += 1
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)  # never reaches the sender
 
     async def _send_dlr(
         self, sub: Submission, status: str, error_code: str | None, delay_s: float

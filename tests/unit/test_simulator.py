@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -357,6 +358,7 @@ def test_reset_clears_submissions_and_restores_default_behaviour():
         {"dlr_status": "ok"},
         {"latency_ms": -1},
         {"fail_status": 404},
+        {"drop_connection": "sometimes"},
     ],
 )
 def test_control_rejects_unknown_or_invalid_settings(settings):
@@ -432,5 +434,20 @@ def test_with_dlr_before_response_the_report_has_arrived_when_the_submit_is_answ
             dlr = receiver.received.get_nowait()
             assert dlr["carrier_message_id"] == (await resp.json())["carrier_message_id"]
             assert dlr["reference"] == "early"
+
+    run(go)
+
+
+@pytest.mark.parametrize(("mode", "recorded"), [("before_accept", 0), ("after_accept", 1)])
+def test_drop_connection_resets_the_submit_with_no_answer_and_records_it_only_after_accept(mode, recorded):
+    async def go():
+        async with carrier(dlr_delay_ms=60_000) as (client, _):
+            await control(client, drop_connection=mode)
+            with pytest.raises(aiohttp.ClientError):
+                await submit(client, reference="cut")
+            assert len(await (await client.get("/submissions")).json()) == recorded
+            assert (await (await client.get("/stats")).json())["dropped"] == 1
+            await control(client, drop_connection=None)
+            assert (await submit(client)).status == 200
 
     run(go)
