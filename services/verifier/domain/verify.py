@@ -6,11 +6,13 @@ producing, so a worker killed anywhere leaves either nothing (rolled back) or ev
 row per submission in ``code_queries``; a redelivered submission finds that row and gets the
 same replies again (same request ids, so egress sends each once) and changes nothing.
 
-Database round trips for a first valid query, in a batch of B submissions: the conditional
-UPDATE of the code row (which tells first, repeat and unknown apart in one statement) plus the
-per-batch statements shared by all B (write lock, look-up of known submissions and lockouts,
-the inserts of query, member and draw rows, commit). A lottery win adds the tier and card
-claims. Repeats and unknown codes add the probe count; invalid codes add the lockout row.
+Database round trips for a batch of B submissions of valid codes, first or repeat: a fixed
+handful whatever B (write lock, look-up of known submissions and lockouts, one SELECT of the
+batch's code rows locked for update, one executemany of their new counts, the inserts of query,
+member and draw rows, commit). The code rows' counts and first queries are worked out in Python
+under the lock, in event order, so a code submitted twice in one batch is first once and a
+repeat once. A lottery win adds the tier and card claims. Repeats and unknown codes add the
+probe count; invalid codes add the lockout row.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.core import topics
@@ -41,6 +43,7 @@ from services.core.db.schemes import (
 )
 from services.core.messages import message_id_for, parse_ts
 from services.core.processor import Out, Rejected
+from services.core.rows import insert_values, new_row
 from services.core.schemas import new_event, now_iso
 from services.core.secrets import SecretBox
 
@@ -91,6 +94,9 @@ class _Batch:
     lockout_rows: dict[tuple, Lockout] = field(default_factory=dict)
     flags: dict[tuple, ProbeFlag] = field(default_factory=dict)
     numbers_by_hash: dict[tuple, set] = field(default_factory=lambda: defaultdict(set))
+    hashes: dict[str, bytes] = field(default_factory=dict)  # submission id -> its code's hash
+    codes: dict[bytes, dict] = field(default_factory=dict)  # code hash -> the code row, as counted
+    counted: dict[int, dict] = field(default_factory=dict)  # code rows whose counts changed
 
 
 class Verifier:
@@ -118,6 +124,8 @@ class Verifier:
                        Lockout.locked_until.is_not(None))):
             b.locks[(tenant_id, brand_id, msisdn)] = as_utc(until)
 
+        self._load_codes(s, events, known, b)
+
         fresh: list[CodeQuery] = []
         order: list[CodeQuery] = []
         with s.no_autoflush:
@@ -134,10 +142,14 @@ class Verifier:
         # One executemany per table for the whole batch. The row objects stay outside the session:
         # the replies below read them, nothing needs their generated ids.
         s.flush()  # lockout and probe rows
+        if b.counted:
+            s.execute(_SET_COUNT, [{"b_id": r["id"], "b_count": r["query_count"],
+                                    "b_sid": r["first_submission_id"], "b_msisdn": r["first_msisdn"],
+                                    "b_at": r["first_at"]} for r in b.counted.values()])
         if fresh:
-            s.execute(insert(CodeQuery.__table__), [_row(q) for q in fresh])
+            s.execute(insert(CodeQuery.__table__), insert_values(CodeQuery, fresh))
         if b.draws:
-            s.execute(insert(Draw.__table__), [_row(d) for d in b.draws.values()])
+            s.execute(insert(Draw.__table__), insert_values(Draw, b.draws.values()))
         if b.members:
             s.execute(insert_ignore(s, Member), list(b.members.values()))
         if self.on_outcome is not None:
@@ -149,6 +161,35 @@ class Verifier:
         for q in order:
             outs.extend(self.replies(s, q, b, codes.get(q.submission_id)))
         return outs
+
+    def _load_codes(self, s: Session, events: list[dict[str, Any]], known: dict, b: _Batch) -> None:
+        """The code rows of the batch's new submissions of well-formed codes, in one SELECT
+        that locks them (PostgreSQL; SQLite holds the write lock already), in id order so two
+        workers lock rows in the same order."""
+        for ev in events:
+            sid, tenant = ev["submission_id"], ev["tenant_id"]
+            if sid in known or sid in b.hashes:
+                continue
+            brands = self.catalogue.brands(s, tenant)
+            code = normalise(ev["code"])
+            if any(x.format.fits(code) for x in brands):
+                b.hashes[sid] = self.hasher(tenant, code)
+        if not b.hashes:
+            return
+        for row in s.execute(_LOAD_CODES, {"hashes": list(set(b.hashes.values()))}):
+            b.codes[row.code_hash] = dict(row._mapping)
+
+    def _count(self, b: _Batch, h: bytes, sid: str, msisdn: str, at: datetime) -> dict | None:
+        """Count a query of the code with hash ``h``: its row after the count (None: not one of
+        ours). The first query's submission, number and time are set only while still empty."""
+        row = b.codes.get(h)
+        if row is None:
+            return None
+        row["query_count"] += 1
+        if row["first_submission_id"] is None:
+            row["first_submission_id"], row["first_msisdn"], row["first_at"] = sid, msisdn, at
+        b.counted[row["id"]] = row
+        return row
 
     # -- one new submission ----------------------------------------------------------------------
     def _new(self, s: Session, ev: dict[str, Any], b: _Batch) -> CodeQuery:
@@ -162,7 +203,7 @@ class Verifier:
         brand, named = attribute(brands, code)
         # brand_id is the brand the reply names: the product's for a known code, else the one
         # brand the code can be told to belong to, else none (the reply names the tenant).
-        q = CodeQuery(submission_id=sid, tenant_id=tenant, brand_id=named.id if named else None,
+        q = new_row(CodeQuery, submission_id=sid, tenant_id=tenant, brand_id=named.id if named else None,
                       msisdn=msisdn,
                       reply_from=ev["to"], inbound_message_id=ev.get("inbound_message_id"), received_at=at,
                       language=language_for(brand.language, msisdn), points=0,
@@ -175,22 +216,23 @@ class Verifier:
             q.outcome = self._invalid(s, b, brand, msisdn, at, sid, "mistyped")
             return q
 
-        h = self.hasher(tenant, code)
+        h = b.hashes[sid]
         q.code_hash = h
-        row = s.execute(_COUNT_QUERY, {"h": h, "sid": sid, "msisdn": msisdn, "at": at}).first()
+        row = self._count(b, h, sid, msisdn, at)
         if row is None:
             q.outcome = self._invalid(s, b, brand, msisdn, at, sid, "counterfeit")
             self._probe(s, b, brand, h, None, msisdn, at, sid)
             return q
 
-        product = self.catalogue.product_of_batch(s, row.batch_id)
+        product = self.catalogue.product_of_batch(s, row["batch_id"])
         brand = self.catalogue.brand(s, product.brand_id)
-        q.brand_id, q.product_id, q.code_id = brand.id, product.id, row.id
+        q.brand_id, q.product_id, q.code_id = brand.id, product.id, row["id"]
         q.language = language_for(brand.language, msisdn)
-        q.query_number, q.first_msisdn, q.first_at = row.query_count, row.first_msisdn, as_utc(row.first_at)
-        if row.first_submission_id != sid:
+        q.query_number, q.first_msisdn = row["query_count"], row["first_msisdn"]
+        q.first_at = as_utc(row["first_at"])
+        if row["first_submission_id"] != sid:
             q.outcome = "repeat"
-            self._probe(s, b, brand, h, row.id, msisdn, at, sid)
+            self._probe(s, b, brand, h, row["id"], msisdn, at, sid)
             return q
 
         q.outcome = "genuine"
@@ -204,10 +246,11 @@ class Verifier:
             outcome, card = ("lost", None)
             if drawn.tier is not None:
                 outcome, card = claim_prize(s, lottery, drawn.tier, sid, at)
-            b.draws[sid] = Draw(tenant_id=tenant, lottery_id=lottery.id, submission_id=sid, msisdn=msisdn,
-                                random_hex=drawn.random_hex, random_value=drawn.random_value,
-                                inputs=drawn.inputs, tier_id=drawn.tier.id if drawn.tier else None,
-                                outcome=outcome, card_id=card.card_id if card else None, drawn_at=at)
+            b.draws[sid] = new_row(Draw, tenant_id=tenant, lottery_id=lottery.id, submission_id=sid,
+                                   msisdn=msisdn, random_hex=drawn.random_hex,
+                                   random_value=drawn.random_value, inputs=drawn.inputs,
+                                   tier_id=drawn.tier.id if drawn.tier else None, outcome=outcome,
+                                   card_id=card.card_id if card else None, drawn_at=at)
             b.cards[sid] = card
         return q
 
@@ -342,41 +385,40 @@ class Verifier:
     def _sms(self, q: CodeQuery, request_id: str, text: str, kind: str,
              category: str = "transactional") -> Out:
         value = new_event(topics.SMS_OUTBOUND, q.tenant_id,
+                          event_id=derived_id("sms.outbound", q.tenant_id, request_id),
                           message_id=message_id_for(q.tenant_id, request_id), request_id=request_id,
                           to=q.msisdn, text=text[:1600], category=category,
                           source="verifier", in_reply_to=q.inbound_message_id, accepted_at=now_iso(),
                           attributes={"kind": kind}, **{"from": q.reply_from})
-        value["event_id"] = derived_id("sms.outbound", q.tenant_id, request_id)
         return Out(topics.SMS_OUTBOUND, q.msisdn, value)
 
     def _points(self, q: CodeQuery, product_slug: str) -> Out:
-        value = new_event(topics.POINTS_AWARDED, q.tenant_id, entry_id=points_entry_id(q.submission_id),
+        value = new_event(topics.POINTS_AWARDED, q.tenant_id,
+                          event_id=derived_id("points.awarded", q.submission_id),
+                          entry_id=points_entry_id(q.submission_id),
                           member=q.msisdn, points=q.points, reason="genuine code",
                           source_event_id=q.submission_id, product=product_slug[:64], reply_from=q.reply_from)
-        value["event_id"] = derived_id("points.awarded", q.submission_id)
         return Out(topics.POINTS_AWARDED, q.msisdn, value)
 
 
-def _row(obj) -> dict[str, Any]:
-    """An unsaved model object as a row for a Core insert: every column but the generated id."""
-    table = type(obj).__table__
-    return {c.key: getattr(obj, c.key) for c in table.columns if c.key != "id"}
-
-
-def _first(column, param: str):
-    """The column's value if set, else the parameter (bound with the column's type)."""
-    return func.coalesce(column, bindparam(param, type_=column.type))
-
-
 _codes = Code.__table__
-# One statement tells first, repeat and unknown apart and records the query: the row's count
-# goes up, the first query's submission, number and time are set only if still empty, and the
-# row comes back (no row: not one of ours). Built once; SQLAlchemy caches its compiled form.
-_COUNT_QUERY = (
-    update(_codes).where(_codes.c.code_hash == bindparam("h", type_=_codes.c.code_hash.type))
-    .values(query_count=_codes.c.query_count + 1,
-            first_submission_id=_first(_codes.c.first_submission_id, "sid"),
-            first_msisdn=_first(_codes.c.first_msisdn, "msisdn"),
-            first_at=_first(_codes.c.first_at, "at"))
-    .returning(_codes.c.id, _codes.c.batch_id, _codes.c.query_count, _codes.c.first_submission_id,
-               _codes.c.first_msisdn, _codes.c.first_at))
+# The batch's code rows, locked (FOR UPDATE on PostgreSQL; nothing on SQLite, which holds the
+# write lock). Built once; the expanding IN keeps one compiled form whatever the batch size.
+_LOAD_CODES = (
+    select(_codes.c.id, _codes.c.code_hash, _codes.c.batch_id, _codes.c.query_count,
+           _codes.c.first_submission_id, _codes.c.first_msisdn, _codes.c.first_at)
+    .where(_codes.c.code_hash.in_(bindparam("hashes", expanding=True)))
+    .order_by(_codes.c.id).with_for_update())
+
+
+def _param(name: str, column):
+    return bindparam(name, type_=column.type)
+
+
+# Their counts and first queries as worked out by the batch: one executemany.
+_SET_COUNT = (
+    update(_codes).where(_codes.c.id == _param("b_id", _codes.c.id))
+    .values(query_count=_param("b_count", _codes.c.query_count),
+            first_submission_id=_param("b_sid", _codes.c.first_submission_id),
+            first_msisdn=_param("b_msisdn", _codes.c.first_msisdn),
+            first_at=_param("b_at", _codes.c.first_at)))
