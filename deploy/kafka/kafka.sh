@@ -10,7 +10,8 @@
 # deploy/kafka/acl/ for the one with SASL/SCRAM and ACLs on).
 # A TLS listener besides (optional): KAFKA_TLS_PORT, KAFKA_TLS_KEYSTORE (one PEM file: the private
 # key, unencrypted PKCS#8, then the certificate chain), KAFKA_TLS_PROTOCOL (SSL, or SASL_SSL on the
-# SASL template), KAFKA_TLS_TRUSTSTORE (CA PEM of client certificates: asked for, not required).
+# SASL template), KAFKA_TLS_TRUSTSTORE (CA PEM of client certificates) with KAFKA_TLS_CLIENT_AUTH
+# (requested: checked when presented, the default; required: mutual TLS).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -51,7 +52,7 @@ add_tls_listener() {
     if [ -n "${KAFKA_TLS_TRUSTSTORE:-}" ]; then
       echo "ssl.truststore.type=PEM"
       echo "ssl.truststore.location=$KAFKA_TLS_TRUSTSTORE"
-      echo "ssl.client.auth=requested"
+      echo "ssl.client.auth=${KAFKA_TLS_CLIENT_AUTH:-requested}"
     fi
     if [ "$proto" = SASL_SSL ]; then  # the server side of SCRAM on this listener: no credentials
       echo "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
