@@ -181,7 +181,19 @@ class BatchProcessor:
         size = max(src.batch for src in self._sources.values())
         within = min(src.within for src in self._sources.values())
 
-        def next_batch() -> list[Message]:
+        def commit(offsets: list[TopicPartition]) -> None:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                # The group rebalanced while the batch ran: its new owner reads these records
+                # again, and every effect of them is idempotent.
+                log.warning("%s: commit failed, the batch will be redelivered: %s", self.name, exc)
+
+        def next_batch(done: list[TopicPartition]) -> list[Message]:
+            # The last batch's offsets first (its outputs are acknowledged), in the same trip
+            # to the worker thread as the gathering of the next batch.
+            if done:
+                commit(done)
             # consume(n, timeout) returns only when n records are in or the timeout is over: on
             # a quiet topic that would hold the first record for the whole timeout. Wait for a
             # first record, then gather the rest of the batch for at most ``within``.
@@ -199,8 +211,10 @@ class BatchProcessor:
                 msgs = [m for m in msgs if (m.topic(), m.partition()) in self._assigned]
             return msgs
 
+        done: list[TopicPartition] = []
         while not self._stopping.is_set():
-            msgs = await asyncio.to_thread(next_batch)
+            msgs = await asyncio.to_thread(next_batch, done)
+            done = []
             by_topic: dict[str, list[Message]] = {}
             last: dict[tuple[str, int], int] = {}
             for m in msgs:
@@ -217,15 +231,12 @@ class BatchProcessor:
             t0 = time.perf_counter()
             # Topics are independent, as the Faust core's agents are; within one, order holds.
             await asyncio.gather(*(self._handle(self._sources[t], ms) for t, ms in by_topic.items()))
-            # Only now, with every output acknowledged, may the offsets move on.
-            offsets = [TopicPartition(t, part, off + 1) for (t, part), off in last.items()]
-            try:
-                await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
-                # The group rebalanced while the batch ran: its new owner reads these records
-                # again, and every effect of them is idempotent.
-                log.warning("%s: commit failed, the batch will be redelivered: %s", self.name, exc)
+            # Only now, with every output acknowledged, may the offsets move on: committed
+            # (synchronously) before the next batch is gathered, or before the consumer closes.
+            done = [TopicPartition(t, part, off + 1) for (t, part), off in last.items()]
             metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
+        if done:
+            await asyncio.to_thread(commit, done)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
