@@ -1,7 +1,8 @@
 """Kafka over TLS: the ACL'd broker of deploy/kafka/acl/ with a SASL_SSL listener besides its
 SASL_PLAINTEXT one, its certificate signed by a CA this test makes (tests/support/tls.py).
-Ingress and the router, given only the TLS listener and the CA (HERALD_KAFKA_SSL_CA), carry a
-text from the carrier webhook to the router's reply on sms.outbound; a client that does not
+Ingress and the router (confluent clients), given only the TLS listener and the CA
+(HERALD_KAFKA_SSL_CA), carry a text from the carrier webhook to the router's reply on
+sms.outbound, and a Faust app (campaigns) dead-letters a bad record there; a client that does not
 trust the CA, or that speaks plaintext to the TLS port, is refused. Tenant users on the TLS
 listener are confined to their own topics (the Kafka door of the isolation table)."""
 
@@ -97,7 +98,7 @@ def list_topics(config: dict) -> dict:
     return AdminClient({**config, "log_level": 0}).list_topics(timeout=4).topics
 
 
-def test_ingress_and_the_router_carry_a_text_over_sasl_ssl_only(tls_broker, pki, tmp_path):
+def test_ingress_the_router_and_a_faust_app_work_over_sasl_ssl_only(tls_broker, pki, tmp_path):
     plain, tls = tls_broker
     url = f"sqlite:///{tmp_path / 'h.db'}"
     upgrade(url)
@@ -143,9 +144,31 @@ def test_ingress_and_the_router_carry_a_text_over_sasl_ssl_only(tls_broker, pki,
         (reply,) = [e for e in got if e["message_id"] == reply_id]
         assert "Acme help over TLS." in reply["text"] and reply["to"] == "+8613812345678"
         assert ingress.alive() and router.alive()
+        # A Faust app (campaigns: aiokafka, with Settings.kafka_ssl_context()) over the same
+        # listener: a bad record on its topic comes back on the DLQ, consumed and produced by it.
+        campaigns = stack.start("services.campaigns")
+        p = Producer(settings.kafka_config())
+        p.produce(stack.topic("campaigns.inbound"), b"{not json", key=b"k")
+        assert p.flush(15) == 0
+        del p  # its connections close now, not after the broker is gone
+        dlq = Consumer(settings.kafka_config(**{"group.id": f"t-{uuid.uuid4().hex}",
+                                                "auto.offset.reset": "earliest"}))
+        dlq.subscribe([stack.topic("campaigns.inbound.dlq")])
+        dead: list[dict] = []
+
+        def dead_lettered() -> bool:
+            msg = dlq.poll(0.5)
+            if msg is not None and not msg.error():
+                dead.append(json.loads(msg.value()))
+            return bool(dead)
+
+        wait_until(dead_lettered, 90, interval=0.05, what="the bad record in campaigns.inbound.dlq")
+        dlq.close()
+        assert dead[0]["processor"] == "campaigns" and "JSON" in dead[0]["reason"]
+        assert campaigns.alive()
     finally:
         stack.stop_all()
-    for proc in (ingress, router):
+    for proc in (ingress, router, campaigns):
         log = proc.log_path.read_text()
         assert password not in log and ADMIN_PASSWORD not in log
 
@@ -195,6 +218,7 @@ def test_over_tls_a_tenant_user_is_confined_to_its_own_topics(tls_broker, pki):
     p = Producer(admin.kafka_config())
     p.produce("tenant.tlsa.inbound", b'{"for": "tlsa"}')
     assert p.flush(15) == 0
+    del p
     b = {**admin.kafka_config(), "sasl.username": "tenant-tlsb", "sasl.password": f"tlsb-pw-{ADMIN_PASSWORD}"}
 
     def read(topic: str, group: str) -> str | None:
@@ -216,6 +240,7 @@ def test_over_tls_a_tenant_user_is_confined_to_its_own_topics(tls_broker, pki):
         prod = Producer({**b, "message.timeout.ms": 10000})
         prod.produce(topic, b"{}", on_delivery=lambda err, _m: errors.append(err.name() if err else ""))
         prod.flush(15)
+        del prod
         return errors[0] or None if errors else "no delivery report"
 
     def read_a() -> str:
