@@ -43,7 +43,7 @@ def table():
     TABLE.covered(SEND, "look up A's message by its id", "404, nothing of A's in the body",
                   "tests/integration/test_ingress.py::test_another_tenants_message_does_not_exist")
     TABLE.covered(SEND, "a suspended tenant's key", "403 naming the suspension",
-                  "tests/console/test_operator_suspend_api.py")
+                  "tests/console/test_operator_suspend_api.py::test_a_suspended_tenant_s_key_is_refused_with_403_naming_the_suspension")
     TABLE.covered(CARRIER, "a Twilio-kind webhook signed with another account's token", "refused",
                   "tests/unit/test_carrier_twilio.py::test_a_signature_made_with_another_token_is_refused")
     TABLE.covered(ADMIN, "read, delete A's contact; read, report, cancel A's campaign",
@@ -73,6 +73,8 @@ def table():
                   "tests/console/test_keywords_numbers.py::test_another_tenants_owner_cannot_remove_acmes_number")
     TABLE.covered(HOOKS, "an ERP request on B's topic naming tenant A", "B's own DLQ with the reason",
                   "tests/e2e/test_erp_bridge.py::test_a_request_claiming_another_tenant_is_rejected_to_its_own_dlq_with_the_reason")
+    TABLE.covered(HOOKS, "an ERP request (B's topic) sent from A's number", "B's DLQ: sender_not_owned",
+                  "tests/unit/test_bridge_domain.py::test_invalid_requests_are_rejected_with_a_reason_that_names_the_problem")
     TABLE.covered(HOOKS, "reply by id to A's inbound text", "as unknown as no text at all",
                   "tests/unit/test_bridge_domain.py::test_a_reply_to_another_tenants_inbound_looks_like_an_unknown_one")
     yield TABLE
