@@ -329,7 +329,9 @@ class DlqWatch:
             c.close()
 
     def _ends(self, c: Consumer) -> dict[str, int]:
-        return {t: c.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[1] for t in self.topics}
+        # polled: just after a broker restart its partitions answer "not leader" for a while
+        return wait_until(lambda: {t: c.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[1]
+                                   for t in self.topics}, 90, 0.5, "the DLQ topics' end offsets")
 
     def since(self) -> list[dict]:
         out: list[dict] = []
