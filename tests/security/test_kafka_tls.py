@@ -201,11 +201,12 @@ def test_a_client_that_does_not_trust_the_ca_is_refused(tls_broker, pki, tmp_pat
 
 
 def test_over_tls_a_tenant_user_is_confined_to_its_own_topics(tls_broker, pki):
-    plain, tls = tls_broker
+    """herald_acl.py adds the tenants over the TLS listener too (--ca)."""
+    _, tls = tls_broker
     env = {"PATH": os.environ["PATH"], "KAFKA_ADMIN_PASSWORD": ADMIN_PASSWORD}
     for tenant in ("tlsa", "tlsb"):
-        done = subprocess.run([sys.executable, str(ACL), "--bootstrap", plain, "tenant", "add", tenant,
-                               "--password", f"{tenant}-pw-{ADMIN_PASSWORD}"],
+        done = subprocess.run([sys.executable, str(ACL), "--bootstrap", tls, "--ca", str(pki.ca),
+                               "tenant", "add", tenant, "--password", f"{tenant}-pw-{ADMIN_PASSWORD}"],
                               cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
         assert done.returncode == 0, done.stderr
     admin = Settings(kafka_bootstrap=tls, kafka_security_protocol="SASL_SSL", kafka_ssl_ca=str(pki.ca),

@@ -8,7 +8,8 @@
     herald_acl.py list [--principal User:tenant-acme]   show ACLs
 
 Connection: --bootstrap (HERALD_KAFKA_BOOTSTRAP), --admin-password (KAFKA_ADMIN_PASSWORD), and
---topic-prefix (HERALD_TOPIC_PREFIX) when the platform's topics carry one. A generated password
+--topic-prefix (HERALD_TOPIC_PREFIX) when the platform's topics carry one; over a SASL_SSL
+listener, --ca (HERALD_KAFKA_SSL_CA), the CA file of the broker's certificate. A generated password
 is printed once; Kafka keeps only its salted SCRAM hash.
 """
 
@@ -82,9 +83,13 @@ def platform_acls(user: str, prefix: str = "") -> list[AclBinding]:
 def admin(args: argparse.Namespace) -> AdminClient:
     if not args.admin_password:
         sys.exit("herald_acl: the admin password is needed (--admin-password or KAFKA_ADMIN_PASSWORD)")
-    return AdminClient({"bootstrap.servers": args.bootstrap, "security.protocol": "SASL_PLAINTEXT",
-                        "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": args.admin_user,
-                        "sasl.password": args.admin_password})
+    cfg = {"bootstrap.servers": args.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+           "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": args.admin_user,
+           "sasl.password": args.admin_password}
+    if args.ca:  # the TLS listener: the broker's certificate checked against this CA
+        cfg.update({"security.protocol": "SASL_SSL", "ssl.ca.location": args.ca,
+                    "ssl.endpoint.identification.algorithm": "https"})
+    return AdminClient(cfg)
 
 
 def _wait(futures: dict, what: str) -> None:
@@ -157,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--admin-user", default="admin")
     p.add_argument("--admin-password", default=os.environ.get("KAFKA_ADMIN_PASSWORD"))
     p.add_argument("--topic-prefix", default=os.environ.get("HERALD_TOPIC_PREFIX", ""))
+    p.add_argument("--ca", default=os.environ.get("HERALD_KAFKA_SSL_CA", ""),
+                   help="CA file of the broker's certificate: connect over SASL_SSL")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("tenant")
     t.add_argument("action", choices=["add", "remove"])
