@@ -138,6 +138,22 @@ def _row(event: dict[str, Any]) -> dict[str, Any]:
             "accepted_at": at, "updated_at": at}
 
 
+def insert_accepted(s: Session, events: list[dict[str, Any]]) -> set[str]:
+    """Insert the messages of sms.outbound events as 'accepted', with their history rows, in two
+    statements; returns the ids this call inserted. A message already recorded (by a concurrent
+    writer, the other of ingress/egress, or under the same tenant and request id) stays as it
+    is, and its id is not returned."""
+    if not events:
+        return set()
+    rows = {e["message_id"]: _row(e) for e in events}
+    inserted = set(s.execute(insert_ignore(s, Message).returning(Message.__table__.c.id),
+                             list(rows.values())).scalars())
+    insert_ignoring_conflicts(s, MessageEvent, [
+        {"event_id": f"{mid}:accepted", "message_id": mid, "status": "accepted", "reason": None,
+         "carrier": None, "occurred_at": rows[mid]["accepted_at"]} for mid in inserted])
+    return inserted
+
+
 def record_accepted_many(s: Session, events: list[dict[str, Any]]) -> dict[str, Message]:
     """``record_accepted`` for a batch, in a few set-based statements: message id -> row.
 
@@ -148,13 +164,8 @@ def record_accepted_many(s: Session, events: list[dict[str, Any]]) -> dict[str, 
     rows = {m.id: m for m in s.scalars(select(Message).where(Message.id.in_(ids)))}
     new = {e["message_id"]: e for e in events if e["message_id"] not in rows}
     if new:
-        # A concurrent writer (the other of ingress/egress) may insert the same rows: theirs stand.
-        insert_ignoring_conflicts(s, Message, [_row(e) for e in new.values()])
-        made = {m.id: m for m in s.scalars(select(Message).where(Message.id.in_(list(new))))}
-        insert_ignoring_conflicts(s, MessageEvent, [
-            {"event_id": f"{m.id}:accepted", "message_id": m.id, "status": "accepted", "reason": None,
-             "carrier": None, "occurred_at": m.accepted_at} for m in made.values()])
-        rows.update(made)
+        insert_accepted(s, list(new.values()))
+        rows.update({m.id: m for m in s.scalars(select(Message).where(Message.id.in_(list(new))))})
     return rows
 
 
