@@ -50,17 +50,7 @@ def _error(status: int, reason: str, **extra: Any) -> web.Response:
 
 
 async def _json(request: web.Request) -> Any:
-    raw = await request.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("body is not UTF-8") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"body is not JSON: {exc}") from None
-    except RecursionError:  # nesting deeper than the parser's stack
-        raise BadRequest("body is not JSON Herald reads: nested too deeply") from None
+    return sending.read_json(await request.read())
 
 
 class Ingress:
@@ -153,6 +143,12 @@ class Ingress:
                 content_type="application/json", headers={"Retry-After": str(retry_after(wait))})
         return who.tenant_id
 
+    async def _senders_of(self, tenant: str) -> set[str]:
+        hit = self._senders.get(tenant)
+        if hit and time.monotonic() - hit[0] < 30:
+            return hit[1]  # from the cache without a hop to a thread (57 µs of CPU each)
+        return await asyncio.to_thread(self._tenant_senders, tenant)
+
     def _tenant_senders(self, tenant: str) -> set[str]:
         now = time.monotonic()
         hit = self._senders.get(tenant)
@@ -190,7 +186,7 @@ class Ingress:
         tenant = await self._tenant(request)
         try:
             body = await _json(request)
-            senders = await asyncio.to_thread(self._tenant_senders, tenant)
+            senders = await self._senders_of(tenant)
             event = parse_send(tenant, body, request.headers.get("Idempotency-Key"), senders)
         except BadRequest as exc:
             return _error(400, str(exc))
@@ -220,7 +216,7 @@ class Ingress:
                 raise BadRequest(f"at most {MAX_BATCH} messages per batch")
         except BadRequest as exc:
             return _error(400, str(exc))
-        senders = await asyncio.to_thread(self._tenant_senders, tenant)
+        senders = await self._senders_of(tenant)
         events, results = [], []
         for i, item in enumerate(items):
             try:
