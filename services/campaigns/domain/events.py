@@ -31,13 +31,13 @@ def reply_request_id(inbound_message_id: str) -> str:
 def outbound(tenant_id: str, request_id: str, to: str, text: str, *, category: str,
              campaign_id: str | None, sender: str | None = None, in_reply_to: str | None = None,
              kind: str | None = None) -> Out:
+    # The same request always carries the same event id, so consumers can dedupe a replay.
     value: dict[str, Any] = new_event(
-        topics.SMS_OUTBOUND, tenant_id, message_id=message_id_for(tenant_id, request_id),
+        topics.SMS_OUTBOUND, tenant_id, event_id=str(uuid.uuid5(_NS, f"{tenant_id}\x1f{request_id}")),
+        message_id=message_id_for(tenant_id, request_id),
         request_id=request_id, to=to, text=text, category=category, source="campaigns",
         campaign_id=campaign_id, in_reply_to=in_reply_to, accepted_at=now_iso(),
         attributes={"kind": kind} if kind else None, **({"from": sender} if sender else {}))
-    # The same request always carries the same event id, so consumers can dedupe a replay.
-    value["event_id"] = str(uuid.uuid5(_NS, f"{tenant_id}\x1f{request_id}"))
     return Out(topics.SMS_OUTBOUND, to, value)
 
 

@@ -199,7 +199,7 @@ class Verifier:
         if not brands:
             raise Rejected(f"tenant {tenant} has no brand, so its codes cannot be checked", "no_brand")
         code = normalise(ev["code"])
-        fits = any(x.format.fits(code) for x in brands)
+        fits = sid in b.hashes  # _load_codes hashed exactly the codes that fit a brand's format
         brand, named = attribute(brands, code)
         # brand_id is the brand the reply names: the product's for a known code, else the one
         # brand the code can be told to belong to, else none (the reply names the tenant).
