@@ -83,12 +83,17 @@ def phase_generate(db: Database, count: int, workdir: Path) -> None:
           f"({db.dialect}; CSV {out.stat().st_size / 1e6:.0f} MB)")
 
 
-def run_batches(db: Database, verifier: Verifier, events: list[dict], batch: int) -> float:
-    t0 = time.perf_counter()
+def run_batches(db: Database, verifier: Verifier, events: list[dict], batch: int) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds): on a shared machine the CPU is the steadier."""
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(0, len(events), batch):
         with db.session() as s:
             verifier.handle(s, events[i:i + batch])
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def phase_verify(db: Database, codes: list[str], n: int, batch: int) -> None:
@@ -103,14 +108,15 @@ def phase_verify(db: Database, codes: list[str], n: int, batch: int) -> None:
     }
     for name, events in kinds.items():
         before = counter.n
-        dt = run_batches(db, verifier, events, batch)
+        dt, cpu = run_batches(db, verifier, events, batch)
         stmts = (counter.n - before) / len(events)
         print(f"verify {name:>11}: {len(events):,} in {dt:.1f}s = {len(events) / dt:,.0f}/s, "
+              f"{cpu * 1000 / len(events):.3f} ms CPU and "
               f"{stmts:.2f} statements per verification (batches of {batch})")
     for name, size in (("first valid, batch of 1", 1),):
         events = [submission(codes[n + i], members[i % len(members)]) for i in range(min(500, n))]
         before = counter.n
-        dt = run_batches(db, verifier, events, size)
+        dt, _ = run_batches(db, verifier, events, size)
         print(f"verify {name}: {len(events) / dt:,.0f}/s, "
               f"{(counter.n - before) / len(events):.2f} statements per verification")
 
@@ -129,12 +135,13 @@ def phase_ledger(db: Database, n: int, batch: int) -> None:
               for i in range(n)]
     for name, evs in (("new", events), ("redelivered", events)):
         before = counter.n
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, n, batch):
             with db.session() as s:
                 ledger.handle_awards(s, evs[i:i + batch])
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(f"ledger awards {name:>11}: {n:,} in {dt:.1f}s = {n / dt:,.0f}/s, "
+              f"{cpu * 1000 / n:.3f} ms CPU and "
               f"{(counter.n - before) / n:.2f} statements per award (batches of {batch})")
 
 
@@ -205,6 +212,7 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
             pids["broker"] = broker_pid
         pids["load generator"] = os.getpid()
         cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
+        load0 = load_average()
         t0 = time.perf_counter()
         for ev in events:
             producer.produce(f"{prefix}codes.submitted", encode("codes.submitted", ev), key=ev["code"])
@@ -227,6 +235,7 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
         done = min(len(seen), entries)
         cpu = {k: (cpu_seconds(pid) - cpu0[k]) * 1000 / max(1, done) for k, pid in pids.items()}
         print("cpu ms per verification: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
+        print(f"load average: {load0} before, {load_average()} after (2 cores, shared)")
         rate = done / dt
         print(f"end to end: {done:,}/{n:,} verifications answered and in the ledger in {dt:.1f}s = "
               f"{rate:,.0f}/s ({workers} verifier + {workers} ledger workers, broker {bootstrap}, "
