@@ -13,6 +13,8 @@ notification campaign to all of them and measures:
 - at carrier: campaign created -> the simulator has accepted every message (end to end);
 - delivered: the same until the campaign report counts every message delivered;
 - the campaigns process's peak RSS (VmHWM from /proc/<pid>/status) and CPU seconds,
+- every processor's peak RSS (VmHWM, and the largest VmRSS sampled every 0.5 s) and CPU
+  seconds from the campaign's creation to the end, and CPU milliseconds per recipient,
 - and exactly-once: the simulator's accepted submissions must equal the number of contacts.
 
 Not a test: it prints its figures (and writes them as JSON with --json PATH).
@@ -70,6 +72,22 @@ class RssSampler(threading.Thread):
                 return
 
 
+def processor_figures(pids: dict[str, int], samplers: dict[str, RssSampler], cpu0: dict[str, float],
+                      contacts: int) -> dict[str, dict]:
+    """Per processor: peak RSS (kernel's VmHWM and the largest sample), CPU seconds since cpu0
+    and CPU milliseconds per recipient."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            cpu = proc_cpu_seconds(pid) - cpu0[name]
+            out[name] = {"peak_rss_mb": round(proc_status_kb(pid, "VmHWM") / 1024, 1),
+                         "max_sampled_rss_mb": round(max(samplers[name].samples or [0]) / 1024, 1),
+                         "cpu_s": round(cpu, 1), "cpu_ms_per_recipient": round(cpu * 1000 / contacts, 3)}
+        except OSError:
+            out[name] = {"exited": True}
+    return out
+
+
 def wait_for(what: str, check, timeout: float, interval: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -91,7 +109,9 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
     ensure_topics(stack.settings(topic_partitions=3))
     try:
         key = seed_tenant(stack, "bench", number=NUMBER)
-        plat = None if expand_only else start_platform(stack, tmp)
+        # The carrier allows the tenant's rate (the platform's default, 1,000/s, would cap a
+        # 100,000-recipient run at 100 s by itself).
+        plat = None if expand_only else start_platform(stack, tmp, carrier_rate=max(1000.0, rate))
         camp = stack.start("services.campaigns", HERALD_CAMPAIGNS_CHUNK_SIZE=str(chunk),
                            HERALD_LOG_LEVEL="warn")
         pid = camp.popen.pid
@@ -110,9 +130,18 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
         assert r.json()["created"] == contacts, r.text
         api.put("/v1/settings", json={"rate_per_second": rate}).raise_for_status()
 
-        sampler = RssSampler(pid)
-        sampler.start()
-        cpu0 = proc_cpu_seconds(pid)
+        pids = {"campaigns": pid}
+        if plat:
+            pids.update(ingress=plat.ingress.popen.pid, router=plat.router.popen.pid,
+                        egress=plat.egress.popen.pid, console=plat.console.popen.pid,
+                        simulator=plat.sim.popen.pid)
+        samplers = {name: RssSampler(p) for name, p in pids.items()}
+        sampler = samplers["campaigns"]
+        for s in samplers.values():
+            s.start()
+        cpu_all0 = {name: proc_cpu_seconds(p) for name, p in pids.items()}
+        cpu0 = cpu_all0["campaigns"]
+        load0 = Path("/proc/loadavg").read_text().split()[:3]
         t0 = time.monotonic()
         r = api.post("/v1/campaigns", json={"name": "bench", "kind": "notification",
                                             "audience": {"list": "everyone"},
@@ -153,9 +182,13 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
                           end_to_end_per_s=round(contacts / at_carrier_s, 1),
                           simulator_submitted=stats["submitted"],
                           exactly_once=stats["submitted"] == contacts)
-        sampler.stop.set()
+        for s in samplers.values():
+            s.stop.set()
         report = api.get(f"/v1/campaigns/{cid}/report").json()
         result.update(
+            load_average_before=" ".join(load0),
+            load_average_after=" ".join(Path("/proc/loadavg").read_text().split()[:3]),
+            processors=processor_figures(pids, samplers, cpu_all0, contacts),
             campaigns_peak_rss_mb=round(proc_status_kb(pid, "VmHWM") / 1024, 1),
             campaigns_rss_before_mb=round(rss_idle_kb / 1024, 1),
             campaigns_rss_max_sampled_mb=round(max(sampler.samples or [0]) / 1024, 1),
@@ -181,7 +214,11 @@ def main() -> int:
               args.timeout, args.expand_only)
     width = max(len(k) for k in res)
     for k, v in res.items():
-        print(f"{k:<{width}}  {v}")
+        if k == "processors":
+            for name, fig in v.items():
+                print(f"{'  ' + name:<{width}}  " + ", ".join(f"{a} {b}" for a, b in fig.items()))
+        else:
+            print(f"{k:<{width}}  {v}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     return 0 if res.get("exactly_once", True) else 1

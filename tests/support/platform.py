@@ -62,13 +62,15 @@ class Platform:
                           and m, timeout, 0.25, f"message {message_id} {status}")
 
 
-def start_platform(stack: Stack, tmp: Path, *, egress_workers: int = 1, **env: str) -> Platform:
+def start_platform(stack: Stack, tmp: Path, *, egress_workers: int = 1, carrier_rate: float = 1000,
+                   **env: str) -> Platform:
+    """``carrier_rate``: the simulated carrier's submissions per second (egress's token bucket)."""
     sim_port, ingress_port = free_port(), free_port()
     carriers = tmp / "carriers.json"
     carriers.write_text(json.dumps({"carriers": [{
         "name": "sim", "kind": "http", "submit_url": f"http://127.0.0.1:{sim_port}/submit",
         "api_token": TOKEN, "webhook_auth": "hmac", "webhook_secret": SECRET, "prefixes": ["+"],
-        "priority": 10, "rate_per_second": 1000, "timeout_s": 3,
+        "priority": 10, "rate_per_second": carrier_rate, "timeout_s": 3,
         # a carrier on the same host answers in about a millisecond: a few connections carry it
         "options": {"max_connections": 4}}]}))
     common = {"HERALD_CARRIERS_FILE": str(carriers), **env}
