@@ -27,7 +27,7 @@ def test_with_the_broker_stopped_and_restarted_mid_stream_nothing_accepted_is_lo
     wait_until(lambda: time.monotonic() - down >= away_s, away_s + 5, 0.2, "the outage to last")
     broker.resume()
     back = time.monotonic()
-    note = f"broker unreachable {back - down:.0f} s in all (its start takes ~10 s)"
+    note = f"broker unreachable {back - down:.0f} s in all (stopped, held, started)"
     recovery = p.seconds_until_healthy(back, timeout=180)
     record(fault_table, check.settle(f"broker stopped, started again {away_s} s later", load.join(), recovery,
                                      note, since=back))
