@@ -1,4 +1,4 @@
-"""Running many coroutines a few at a time.
+"""Running many coroutines a few at a time, and many calls as one.
 
 ``asyncio.gather`` over a whole batch with an ``asyncio.Semaphore`` inside each task parks every
 task beyond the limit on the semaphore, and ``Semaphore.acquire`` scans its waiters on each call
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,3 +31,51 @@ async def bounded_map(fn: Callable[[T], Awaitable[R]], items: Sequence[T], limit
 
     await asyncio.gather(*(worker() for _ in range(min(limit, len(items)))))
     return results  # type: ignore[return-value]
+
+
+class Coalescing(Generic[T, R]):
+    """Calls from concurrent coroutines gathered into one call of ``run_batch`` in a worker
+    thread: while a batch runs, the calls that arrive wait and go together in the next one, so
+    a lone call runs at once and a busy moment pays one thread hop and one transaction for
+    many. ``run_batch`` returns one result per item, in order; if it raises, every call of that
+    batch raises the same exception. At most ``max_batch`` items per call."""
+
+    def __init__(self, run_batch: Callable[[list[T]], Sequence[R]], max_batch: int = 256) -> None:
+        self._run_batch = run_batch
+        self._max_batch = max_batch
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._draining = False
+        self._task: asyncio.Task | None = None  # held: the loop keeps only a weak reference
+
+    async def __call__(self, item: T) -> R:
+        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, fut))
+        if not self._draining:
+            self._draining = True
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                try:
+                    results = await asyncio.to_thread(self._run_batch, [item for item, _ in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"run_batch gave {len(results)} results for {len(batch)} items")
+                except BaseException as exc:  # noqa: BLE001 - each caller gets it
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):  # shutting down: nobody is served
+                        for _, fut in self._waiting:
+                            fut.cancel()
+                        self._waiting.clear()
+                        raise
+                    continue
+                for (_, fut), result in zip(batch, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(result)
+        finally:
+            self._draining = False
