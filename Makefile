@@ -69,6 +69,9 @@ test-browser: install browser ## The console driven in headless Chromium against
 bench: install ## Full benchmark suite; writes bench/results/
 	$(BIN)/python -m bench.run --mode full
 	$(BIN)/python -m bench.bench_codec
+	$(BIN)/python -m bench.bench_carrier_http
+	$(BIN)/python -m bench.bench_egress_db
+	$(BIN)/python -m bench.bench_ingress
 	$(BIN)/python -m bench.bench_console
 	$(BIN)/python -m bench.bench_smpp
 
