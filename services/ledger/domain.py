@@ -169,6 +169,15 @@ class Ledger:
             select(LedgerEntry).where(LedgerEntry.tenant_id.in_(tenants),
                                       LedgerEntry.source_event_id.in_(sources)))}
         ordered = by_member(events)
+        # What the batch's redeliveries told before, in one statement for the batch.
+        told_before: dict[str, list[int]] = {}
+        if known:
+            notes = ThresholdNotification.__table__.c
+            for entry_id, threshold in s.execute(
+                    select(notes.entry_id, notes.threshold)
+                    .where(notes.entry_id.in_([x.entry_id for x in known.values()]))
+                    .order_by(notes.threshold)):
+                told_before.setdefault(entry_id, []).append(threshold)
         fresh: dict[tuple[str, str], dict[str, Any]] = {}  # first sight of each cause in the batch
         for ev in ordered:
             key = (ev["tenant_id"], ev["source_event_id"])
@@ -183,7 +192,9 @@ class Ledger:
             else:  # seen before, in an earlier batch or earlier in this one
                 if self.on_redelivery is not None:
                     self.on_redelivery("award")
-                outs.extend(self._award_replies(s, known[key]))
+                entry = known[key]
+                outs.extend(self._award_replies(s, entry, crossed.get(key, []) if key in fresh
+                                                else told_before.get(entry.entry_id, [])))
         return outs
 
     def _credit_many(self, s: Session, events: list[dict[str, Any]],

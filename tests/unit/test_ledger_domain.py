@@ -99,6 +99,20 @@ def test_crossing_a_threshold_notifies_once_with_the_gift_menu(db):
         assert s.scalar(select(func.count()).select_from(ThresholdNotification)) == 1
 
 
+def test_a_threshold_award_redelivered_in_its_own_batch_and_with_others_is_told_the_same_once(db):
+    ledger = Ledger(SECRET)
+    run(db, ledger, [award(20)])
+    crossing, other = award(15), award(5, member="+8613900000002")
+    twice = run(db, ledger, [crossing, other, crossing])  # a redelivery inside the batch
+    assert [n["request_id"] for n in twice] == [f"threshold-{crossing['entry_id']}-30"] * 2
+    assert twice[0]["event_id"] == twice[1]["event_id"]
+    later = run(db, ledger, [other, crossing, award(1, member="+8613900000003")])  # and a later batch
+    assert [(n["request_id"], n["text"]) for n in later] == [(twice[0]["request_id"], twice[0]["text"])]
+    assert bal(db) == 35
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ThresholdNotification)) == 1
+
+
 def test_explicit_thresholds_and_award_confirmations(db):
     with db.session() as s:
         set_program(s, "acme", thresholds=[10, 20], confirm_awards=True)
