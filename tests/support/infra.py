@@ -173,29 +173,39 @@ class Proc:
 
 def read_topic(bootstrap: str, topic: str, until: Callable[[list[dict]], bool] | None = None,
                timeout: float = 30.0, decode_json: bool = True) -> list[Any]:
-    """Read a topic from the beginning until ``until(records)`` holds (or just what is there)."""
+    """Read a topic from the beginning until ``until(records)`` holds, or, without ``until``,
+    everything it holds now: up to each partition's high watermark at the call (an idle poll
+    is not "the end": the first fetch after assigning can take longer than one poll)."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     md = c.list_topics(topic, timeout=10)
     parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
+    ends: dict[int, int] = {}
+    if until is None:
+        for tp in parts:
+            low, high = c.get_watermark_offsets(tp, timeout=10)
+            if high > low:
+                ends[tp.partition] = high
     c.assign(parts)
     out: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            if until is None and not ends:
+                return out
             msg = c.poll(0.2)
             if msg is None:
-                if until is None or until(out):
+                if until is not None and until(out):
                     return out
                 continue
             if msg.error():
                 continue
+            if until is None and msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                ends.pop(msg.partition(), None)  # this partition is read to where it ended
             out.append(json.loads(msg.value()) if decode_json else msg)
             if until is not None and until(out):
                 return out
-        if until is not None:
-            raise AssertionError(f"timed out reading {topic}; got {len(out)} records: {out[-5:]}")
-        return out
+        raise AssertionError(f"timed out reading {topic}; got {len(out)} records: {out[-5:]}")
     finally:
         c.close()
 
