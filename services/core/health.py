@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
 from .db import Database
+from .settings import Settings
+from .topics import wait_for_topics
+
+
+def fail_fast(name: str, settings: Settings, db: Database | None, topics: Sequence[str]) -> None:
+    """Stop a processor at start-up with a clear message when its database is unreachable or a
+    topic it consumes is missing (a consumer group formed before its topics are visible gets no
+    partitions). Both processor cores call this."""
+    if db is not None:
+        try:
+            db.ping()
+        except Exception as exc:
+            sys.exit(f"{name}: database {db.engine.url!r} unreachable: {exc}")
+    if topics:
+        try:
+            wait_for_topics(settings.kafka_config(), list(topics), settings.topic_wait_s)
+        except TimeoutError as exc:
+            sys.exit(f"{name}: {exc} (create them with `make topics`)")
 
 
 class HealthCheck:

@@ -36,11 +36,11 @@ from .batches import Isolating
 from .db import Database
 from .dlq import dlq_record
 from .events import Handler, In, Out, Rejected
-from .health import HealthCheck
+from .health import HealthCheck, fail_fast
 from .retry import TRANSIENT, until_done
 from .schemas import EventInvalid, decode, encode, schema_for_topic
 from .settings import Settings, get_settings
-from .topics import dlq_name, wait_for_topics
+from .topics import dlq_name
 from .webservice import add_health_routes
 
 __all__ = ["TRANSIENT", "Handler", "In", "Out", "Processor", "Rejected"]
@@ -336,19 +336,8 @@ class Processor:
 
     # -- running ------------------------------------------------------------------------------
     def check_dependencies(self) -> None:
-        """Fail fast with a clear message when the database is unreachable."""
-        if self.db is not None:
-            try:
-                self.db.ping()
-            except Exception as exc:
-                sys.exit(f"{self.name}: database {self.db.engine.url!r} unreachable: {exc}")
-        if self._sources:
-            # A consumer group formed before its topics are visible gets no partitions.
-            try:
-                wait_for_topics(self.settings.kafka_config(), self._sources,
-                                self.settings.topic_wait_s)
-            except TimeoutError as exc:
-                sys.exit(f"{self.name}: {exc} (create them with `make topics`)")
+        """Fail fast when the database or a consumed topic is missing (``health.fail_fast``)."""
+        fail_fast(self.name, self.settings, self.db, self._sources)
 
     def main(self) -> None:
         self.check_dependencies()

@@ -36,12 +36,12 @@ from .batches import Isolating
 from .db import Database
 from .dlq import dlq_record
 from .events import Handler, In, Out
-from .health import HealthCheck
+from .health import HealthCheck, fail_fast
 from .kafka import AsyncProducer
 from .retry import until_done
 from .schemas import EventInvalid, decode, encode, schema_for_topic
 from .settings import Settings, get_settings
-from .topics import dlq_name, wait_for_topics
+from .topics import dlq_name
 from .webservice import add_health_routes
 
 log = logging.getLogger(__name__)
@@ -274,19 +274,8 @@ class BatchProcessor:
 
     # -- running ------------------------------------------------------------------------------
     def check_dependencies(self) -> None:
-        """Fail fast with a clear message when the database is unreachable or a topic is
-        missing (a consumer group formed before its topics are visible gets no partitions)."""
-        if self.db is not None:
-            try:
-                self.db.ping()
-            except Exception as exc:
-                sys.exit(f"{self.name}: database {self.db.engine.url!r} unreachable: {exc}")
-        if self._sources:
-            try:
-                wait_for_topics(self.settings.kafka_config(), list(self._sources),
-                                self.settings.topic_wait_s)
-            except TimeoutError as exc:
-                sys.exit(f"{self.name}: {exc} (create them with `make topics`)")
+        """Fail fast when the database or a consumed topic is missing (``health.fail_fast``)."""
+        fail_fast(self.name, self.settings, self.db, list(self._sources))
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Start everything, run until ``stop`` is set (or SIGTERM/SIGINT when it is not
