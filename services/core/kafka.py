@@ -9,12 +9,30 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from .schemas import encode, schema_for_topic
 from .settings import Settings
 
 PRODUCER_GUARANTEES = {"acks": "all", "enable.idempotence": True}
+
+# Delivery errors that say "the broker is away for now", not "this record is refused".
+_AWAY = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+                   KafkaError._ALL_BROKERS_DOWN, KafkaError.REQUEST_TIMED_OUT,
+                   KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND})
+
+
+class BrokerUnavailable(ConnectionError):
+    """Records were not acknowledged because the broker (or enough of its replicas) could not be
+    reached in time. A ConnectionError, so the cores' retry loop (``retry.TRANSIENT``) sends the
+    batch again instead of giving up: back-pressure, not failure."""
+
+
+def delivery_error(err: KafkaError) -> Exception:
+    """The exception for a failed delivery: BrokerUnavailable when it is worth sending again."""
+    if err.retriable() or err.code() in _AWAY:
+        return BrokerUnavailable(f"not acknowledged: {err.str()}")
+    return KafkaException(err)
 
 
 class AsyncProducer:
@@ -81,7 +99,7 @@ class AsyncProducer:
     async def send_all(self, records: Sequence[tuple[str, bytes, bytes | str | None]]) -> None:
         """Produce each ``(catalogue topic, value, key)`` and return once the broker acknowledged
         every one of them (one wake-up of the event loop per call, not per record); raise the
-        first delivery error."""
+        first delivery error (``BrokerUnavailable`` when the broker was away)."""
         if not records:
             return
         loop = asyncio.get_running_loop()
@@ -97,7 +115,7 @@ class AsyncProducer:
             pending -= 1
             if pending == 0:
                 if errors:
-                    loop.call_soon_threadsafe(_set_exc, fut, KafkaException(errors[0]))
+                    loop.call_soon_threadsafe(_set_exc, fut, delivery_error(errors[0]))
                 else:
                     loop.call_soon_threadsafe(_set_result, fut, None)
 

@@ -127,7 +127,9 @@ class BatchProcessor:
     # -- producing ----------------------------------------------------------------------------
     async def send(self, outs: Sequence[Out]) -> None:
         """Produce each event (validated against its topic's schema) and wait for the broker's
-        acknowledgement of all of them: only then may the inputs' offsets be committed."""
+        acknowledgement of all of them: only then may the inputs' offsets be committed. While
+        the broker is away the whole set is sent again with backoff (its consumers are
+        idempotent by event id), instead of the processor giving up and exiting."""
         if not outs:
             return
         assert self.producer is not None, "send() before the processor started"
@@ -137,7 +139,8 @@ class BatchProcessor:
             records.append((o.topic, encode(schema_for_topic(o.topic), o.value),
                             o.key.encode("utf-8") if o.key is not None else None))
             counts[o.topic] = counts.get(o.topic, 0) + 1
-        await self.producer.send_all(records)
+        producer = self.producer
+        await until_done(lambda: producer.send_all(records), what=f"{self.name}: producing")
         for topic, n in counts.items():
             metrics.EVENTS_OUT.labels(self.name, topic).inc(n)
 
