@@ -51,6 +51,7 @@ from services.core.carriers import sign
 from services.core.db import Database
 from services.core.db.bridge_models import WebhookDelivery, WebhookEndpoint, WebhookSecrets
 from services.core.settings import Settings
+from services.core.utc import aware as _aware
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +205,6 @@ class Attempt:
     event_type: str
     event_id: str
     attempt: int
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    if ts is not None and ts.tzinfo is None:  # SQLite gives naive datetimes back; they are UTC
-        return ts.replace(tzinfo=UTC)
-    return ts
 
 
 def claim_due(s: Session, secret_key: str, limit: int, lease_s: float,

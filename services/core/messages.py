@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .db.models import Message, MessageEvent
 from .db.schemes import insert_ignore
+from .utc import aware
 
 _NS = uuid.UUID("5d1c4a8e-3f0b-4c52-9d0e-6b7e2a1f9c30")
 
@@ -268,13 +269,9 @@ def transition_many(s: Session, moves: list[Move]) -> list[Move]:
             set_committed_value(m.msg, "status", row.status)
             set_committed_value(m.msg, "updated_at", row.updated_at)
             # history stays in order: the move is no earlier than the step that beat it
-            m.at = max(_utc(m.at), _utc(row.updated_at))
+            m.at = max(aware(m.at), aware(row.updated_at))
             todo.append(m)
     return done
-
-
-def _utc(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)  # SQLite drops the zone
 
 
 def _transition_round(s: Session, moves: list[Move], done: list[Move]) -> list[Move]:

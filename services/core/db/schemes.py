@@ -13,7 +13,7 @@ Rules these tables keep:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     JSON,
@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from ..utc import aware
 from .models import Base, utcnow
 
 # 64-bit ids where a table grows by millions (codes, queries); SQLite's rowid is already 64-bit
@@ -41,11 +42,7 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 DEFAULT_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I look-alikes; 32 symbols
 
 
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything Herald stores is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+as_utc = aware  # SQLite hands back naive datetimes; services.core.utc puts the zone back
 
 
 def begin_write(s: Session) -> None:
