@@ -36,6 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.run import load_average, proc_cpu_seconds  # noqa: E402
 from services.core.db.migrate import upgrade  # noqa: E402
 from services.core.topics import ensure_topics  # noqa: E402
 from tests.support.infra import Broker, Stack  # noqa: E402
@@ -50,11 +51,6 @@ def proc_status_kb(pid: int, field: str) -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler(threading.Thread):
@@ -141,7 +137,7 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
             s.start()
         cpu_all0 = {name: proc_cpu_seconds(p) for name, p in pids.items()}
         cpu0 = cpu_all0["campaigns"]
-        load0 = Path("/proc/loadavg").read_text().split()[:3]
+        load0 = load_average()
         t0 = time.monotonic()
         r = api.post("/v1/campaigns", json={"name": "bench", "kind": "notification",
                                             "audience": {"list": "everyone"},
@@ -186,8 +182,8 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
             s.stop.set()
         report = api.get(f"/v1/campaigns/{cid}/report").json()
         result.update(
-            load_average_before=" ".join(load0),
-            load_average_after=" ".join(Path("/proc/loadavg").read_text().split()[:3]),
+            load_average_before=load0,
+            load_average_after=load_average(),
             processors=processor_figures(pids, samplers, cpu_all0, contacts),
             campaigns_peak_rss_mb=round(proc_status_kb(pid, "VmHWM") / 1024, 1),
             campaigns_rss_before_mb=round(rss_idle_kb / 1024, 1),

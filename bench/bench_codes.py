@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import event  # noqa: E402
 
+from bench.run import load_average, proc_cpu_seconds  # noqa: E402
 from services.core.db import Database  # noqa: E402
 from services.core.db.migrate import upgrade  # noqa: E402
 from services.core.db.session import make_engine  # noqa: E402
@@ -92,10 +93,6 @@ def run_batches(db: Database, verifier: Verifier, events: list[dict], batch: int
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def phase_verify(db: Database, codes: list[str], n: int, batch: int) -> None:
     verifier = Verifier(SECRET)
     counter = StatementCounter(db.engine)
@@ -143,11 +140,6 @@ def phase_ledger(db: Database, n: int, batch: int) -> None:
         print(f"ledger awards {name:>11}: {n:,} in {dt:.1f}s = {n / dt:,.0f}/s, "
               f"{cpu * 1000 / n:.3f} ms CPU and "
               f"{(counter.n - before) / n:.2f} statements per award (batches of {batch})")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
@@ -211,7 +203,7 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
         if broker_pid:
             pids["broker"] = broker_pid
         pids["load generator"] = os.getpid()
-        cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
+        cpu0 = {k: proc_cpu_seconds(pid) for k, pid in pids.items()}
         load0 = load_average()
         t0 = time.perf_counter()
         for ev in events:
@@ -233,7 +225,7 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
             entries = awards() - awards_before
         dt = time.perf_counter() - t0
         done = min(len(seen), entries)
-        cpu = {k: (cpu_seconds(pid) - cpu0[k]) * 1000 / max(1, done) for k, pid in pids.items()}
+        cpu = {k: (proc_cpu_seconds(pid) - cpu0[k]) * 1000 / max(1, done) for k, pid in pids.items()}
         print("cpu ms per verification: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
         print(f"load average: {load0} before, {load_average()} after (2 cores, shared)")
         rate = done / dt

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.profile import SPY, summarise
+from bench.profile import SPY, print_summary
 from bench.run import NUMBER, RESULTS, proc_cpu_seconds
 from services.core.carriers import sign
 from services.core.db.migrate import upgrade
@@ -123,13 +123,7 @@ def main() -> int:
           f"send API {figures['api_send_cpu_ms']:.3f} {figures['api_send_statuses']}, "
           f"MO webhook {figures['mo_webhook_cpu_ms']:.3f} {figures['mo_webhook_statuses']}")
     if args.profile and spy_out.exists():
-        total, own, inside = summarise(spy_out, 15)
-        print(f"\n== ingress during the send API: {total} samples")
-        for frame, n in own:
-            print(f"    {100 * n / total:5.1f}%  {frame}")
-        print("  inside Herald functions:")
-        for frame, n in inside:
-            print(f"    {100 * n / total:5.1f}%  {frame}")
+        print_summary(spy_out, "ingress during the send API")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench-ingress.json").write_text(json.dumps(figures, indent=2) + "\n")
     return 0

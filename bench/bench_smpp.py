@@ -292,7 +292,7 @@ def egress_row(broker, n: int = 5000) -> dict:
 
 
 def through_egress(a: argparse.Namespace) -> None:
-    from bench.profile import summarise
+    from bench.profile import print_summary
     from tests.support.infra import Broker
 
     broker = Broker(int(os.environ.get("HERALD_BENCH_KAFKA_PORT", "19192")))
@@ -307,13 +307,7 @@ def through_egress(a: argparse.Namespace) -> None:
     suffix = "" if a.smsc == "jsmpp" else f"-{a.smsc}"
     (ROOT / f"bench/results/bench-smpp-egress{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     if profile is not None and profile.exists():
-        total, own, inside = summarise(profile, 15)
-        print(f"\n== egress under py-spy: {total} samples (idle waits included)\n  own time:")
-        for frame, k in own:
-            print(f"    {100 * k / total:5.1f}%  {frame}")
-        print("  inside Herald functions:")
-        for frame, k in inside:
-            print(f"    {100 * k / total:5.1f}%  {frame}")
+        print_summary(profile, "egress under py-spy")
 
 
 def main() -> None:

@@ -41,6 +41,18 @@ def summarise(raw: Path, top: int) -> tuple[int, list[tuple[str, int]], list[tup
     return total, own.most_common(top), inside.most_common(top)
 
 
+def print_summary(raw: Path, title: str, top: int = 15) -> None:
+    """Print a py-spy raw file's top frames: own time, and time inside Herald functions."""
+    total, own, inside = summarise(raw, top)
+    print(f"\n== {title}: {total} samples (idle waits included)")
+    print("  own time:")
+    for frame, n in own:
+        print(f"    {100 * n / total:5.1f}%  {frame}")
+    print("  inside Herald functions:")
+    for frame, n in inside:
+        print(f"    {100 * n / total:5.1f}%  {frame}")
+
+
 def _short(frame: str) -> str:
     # "fn (path/to/module.py:123)" -> "fn (module.py)"
     name, _, where = frame.partition(" (")
@@ -85,14 +97,7 @@ def main() -> int:
         if not outs[name].exists():
             print(f"\n{name}: no samples (is py-spy allowed to attach here?)")
             continue
-        total, own, inside = summarise(outs[name], args.top)
-        print(f"\n== {name}: {total} samples (idle waits included)")
-        print("  own time:")
-        for frame, n in own:
-            print(f"    {100 * n / total:5.1f}%  {frame}")
-        print("  inside Herald functions:")
-        for frame, n in inside:
-            print(f"    {100 * n / total:5.1f}%  {frame}")
+        print_summary(outs[name], name, args.top)
     return 0
 
 

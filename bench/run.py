@@ -89,6 +89,11 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def load_average() -> str:
+    """The machine's 1/5/15-minute load: benchmarks share it, and say how busy it was."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def proc_peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
