@@ -36,3 +36,11 @@ def test_a_refused_key_is_401_before_any_budget_is_spent(browser, console, conso
         assert get(browser, "hk_0000000000_" + "x" * 40)[0].status == 401
     (key,) = keys(console_db, "acme", 1)
     assert get(browser, key)[0].status == 200
+
+
+def test_the_integrations_page_tells_the_limit_a_key_gets_and_what_429_means(browser, console):
+    console.key_limiter = KeyedTokenBucket(rate=0.5, burst=3)
+    browser.sign_in("analyst@acme.example")
+    _, body = browser.get("/integrations")
+    assert "Each key may make 0.5 requests a second, in bursts of up to 3;" in body
+    assert "429 with Retry-After" in body

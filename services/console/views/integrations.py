@@ -95,7 +95,8 @@ async def _page(request: web.Request, *, status: int = 200, new_key: str | None 
                   keys=keys, new_key=new_key, new_secret=new_secret, errors=errors or {},
                   form=form or {}, endpoint=endpoint, counts=counts,
                   kafka=kafka_access(console.settings, tenant), purposes=topic_purposes(),
-                  key_labels=topic_keys())
+                  key_labels=topic_keys(), key_rate=console.key_limiter.rate,
+                  key_burst=console.key_limiter.burst)  # what /v1 enforces
     if new_key or new_secret:
         # Rendered (not redirected) so the secret is never stored anywhere to show it again.
         resp.headers["Cache-Control"] = "no-store"
