@@ -65,8 +65,11 @@ class Tenant:
     email: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def env(broker, tmp_path_factory):
+    # One stack for the browser tests, stopped when they are done: on PostgreSQL it shares the
+    # test database, and a campaigns worker left running for the rest of the session took the
+    # campaigns of later tests on that database (their leases, their sends).
     url = f"sqlite:///{tmp_path_factory.mktemp('browser-db') / 'herald.db'}"
     if POSTGRES_URL:
         url = fresh_url("postgresql", tmp_path_factory)
