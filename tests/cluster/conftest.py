@@ -8,7 +8,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from tests.support.infra import ROOT, Stack, wait_until
 
@@ -49,6 +49,11 @@ class Cluster:
 
     def partitions(self, topic: str) -> dict[int, Any]:
         return self.admin().list_topics(topic, timeout=5).topics[topic].partitions
+
+    def configs(self, topic: str) -> dict[str, str]:
+        """The topic's configuration as the cluster reports it (its own and the brokers' defaults)."""
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        return {k: v.value for k, v in self.admin().describe_configs([res])[res].result().items()}
 
     def wait_in_sync(self, topics: list[str], timeout: float = 120.0) -> None:
         """Until every partition of these topics has all three replicas in sync."""

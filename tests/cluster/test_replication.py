@@ -21,18 +21,13 @@ from tests.support.infra import read_topic, wait_until
 pytestmark = pytest.mark.integration
 
 
-def configs(cluster, topic: str) -> dict[str, str]:
-    res, admin = ConfigResource(ConfigResource.Type.TOPIC, topic), cluster.admin()
-    return {k: v.value for k, v in admin.describe_configs([res])[res].result().items()}
-
-
 def test_catalogue_topics_have_three_replicas_in_sync_and_min_isr_two(cluster, cluster_stack):
     names = [cluster_stack.topic(s.name) for s in all_specs()]
     cluster.wait_in_sync(names, 30)
     for name in names:
         assert {len(p.replicas) for p in cluster.partitions(name).values()} == {3}, name
-    assert configs(cluster, cluster_stack.topic("sms.inbound"))["min.insync.replicas"] == "2"
-    assert configs(cluster, cluster_stack.topic("optouts"))["cleanup.policy"] == "compact"
+    assert cluster.configs(cluster_stack.topic("sms.inbound"))["min.insync.replicas"] == "2"
+    assert cluster.configs(cluster_stack.topic("optouts"))["cleanup.policy"] == "compact"
     assert find_drift(cluster_stack.settings()) == []
 
 
@@ -44,7 +39,7 @@ def test_make_topics_names_drift_sets_configs_back_and_grows_partitions(cluster,
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
     admin = cluster.admin()
     admin.incremental_alter_configs([res])[res].result()
-    wait_until(lambda: configs(cluster, stack.topic("sms.status"))["retention.ms"] == "1000", 10,
+    wait_until(lambda: cluster.configs(stack.topic("sms.status"))["retention.ms"] == "1000", 10,
                what="the altered retention visible")
 
     drift = {(d.topic, d.what): d for d in find_drift(stack.settings(topic_partitions=3))}
@@ -54,12 +49,12 @@ def test_make_topics_names_drift_sets_configs_back_and_grows_partitions(cluster,
     ensure_topics(stack.settings(topic_partitions=3))
     fixed = fix_drift(list(drift.values()), stack.settings())
     assert all(d.fixed for d in fixed if d.what == "retention.ms")
-    wait_until(lambda: configs(cluster, stack.topic("sms.status"))["retention.ms"] != "1000", 10,
+    wait_until(lambda: cluster.configs(stack.topic("sms.status"))["retention.ms"] != "1000", 10,
                what="the catalogue's retention back")
     # Replication needs a reassignment, and min ISR 2 on a one-replica topic would refuse every
     # write: both are named and left for the operator.
     assert not any(d.fixed for d in fixed if d.what in ("replication", "min.insync.replicas"))
-    assert configs(cluster, stack.topic("sms.status"))["retention.ms"] == str(7 * 24 * 3600 * 1000)
+    assert cluster.configs(stack.topic("sms.status"))["retention.ms"] == str(7 * 24 * 3600 * 1000)
     assert len(cluster.partitions(inbound)) == 3
     assert {d.what for d in find_drift(stack.settings())} == {"replication", "min.insync.replicas"}
 

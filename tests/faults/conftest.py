@@ -1,9 +1,8 @@
 """One fault platform for the whole suite (see harness.py), and the table of results that the
-suite writes into docs/reliability.md between its markers when it has run."""
+suite writes into docs/reliability.md between its markers when it has run (table.py)."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -17,23 +16,13 @@ from services.core.topics import ensure_topics
 from services.ledger.domain import create_gift
 from services.verifier.demo import seed_scheme
 from services.verifier.domain.admin import TierSpec
-from tests.faults.harness import NUMBER, TENANT, FaultPlatform, Row, start_fault_platform
+from tests.faults.harness import NUMBER, TENANT, FaultPlatform, start_fault_platform
+from tests.faults.table import Row, write_table
 from tests.support.infra import LocalPostgres, Stack
 from tests.support.seed import seed_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "reliability.md"
-BEGIN, END = "<!-- faults:begin -->", "<!-- faults:end -->"
-# the table's own markers inside the section, whose prose is written by hand
-TABLE_BEGIN, TABLE_END = "<!-- faults:table:begin -->", "<!-- faults:table:end -->"
 SECRET_KEY = "dev-only-change-me"  # the settings' default HERALD_SECRET_KEY: codes are hashed with it
-
-HEADER = """# Reliability
-
-What Herald promises: nothing accepted is lost and nothing takes effect twice. This page shows
-the evidence, written by the test suites that produce it.
-
-"""
 
 
 @pytest.fixture(scope="session")
@@ -85,26 +74,4 @@ def fault_table(request):
     paths = [Path(a.split("::")[0]).resolve() for a in request.config.args]
     whole = any(here == p or here.is_relative_to(p) for p in paths)
     if rows and whole and not request.config.option.keyword:
-        write_table(rows)
-
-
-def render(rows: list[Row], when: datetime) -> str:
-    head = ["scenario", "accepted", "lost", "duplicated submits", "double effects", "recovery s",
-            "DLQ records", "note"]
-    lines = [f"Last run: {when:%Y-%m-%d %H:%M} UTC (`make test-faults`, {len(rows)} scenarios).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in r.cells()) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_table(rows: list[Row]) -> None:
-    text = DOC.read_text() if DOC.exists() else (
-        HEADER + f"{BEGIN}\n{END}\n\n<!-- isolation:begin -->\n<!-- isolation:end -->\n")
-    if BEGIN not in text:
-        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-    if TABLE_BEGIN not in text:
-        text = text.replace(END, f"{TABLE_BEGIN}\n{TABLE_END}\n{END}")
-    table = render(rows, datetime.now(UTC))
-    text = re.sub(re.escape(TABLE_BEGIN) + r".*?" + re.escape(TABLE_END),
-                  lambda _m: f"{TABLE_BEGIN}\n{table}\n{TABLE_END}", text, flags=re.S)
-    DOC.write_text(text)
+        write_table(rows, datetime.now(UTC))

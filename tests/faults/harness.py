@@ -36,6 +36,7 @@ from services.core.messages import message_id_for
 from services.core.topics import all_specs, tenant_dlq
 from services.ingress.domain import mo_message_id
 from services.router.domain import derived_id
+from tests.faults.table import Row
 from tests.support.infra import Proc, Stack, free_port, wait_until
 
 TENANT, NUMBER = "acme", "10690001"
@@ -45,24 +46,6 @@ MEMBERS = [f"+861370000{i:04d}" for i in range(30)]
 # What a scenario may take to settle: a message parked by egress during a carrier fault is
 # redriven with a growing delay, so the wait is longer than the fault itself.
 SETTLE_S = 150
-
-
-@dataclass
-class Row:
-    scenario: str
-    accepted: int
-    lost: int
-    duplicated: int
-    double_effects: int
-    recovery_s: float | None
-    dlq: int
-    note: str = ""
-    refused: dict = field(default_factory=dict)  # why calls were not accepted, and how many
-
-    def cells(self) -> list[str]:
-        rec = "–" if self.recovery_s is None else f"{self.recovery_s:.1f}"
-        return [self.scenario, str(self.accepted), str(self.lost), str(self.duplicated),
-                str(self.double_effects), rec, str(self.dlq), self.note]
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.faults.harness import Row
+from tests.faults.table import Row
 
 
 def record(table: list[Row], row: Row, *, duplicates_allowed: int = 0) -> None:
