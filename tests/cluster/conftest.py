@@ -52,8 +52,9 @@ class Cluster:
 
     def configs(self, topic: str) -> dict[str, str]:
         """The topic's configuration as the cluster reports it (its own and the brokers' defaults)."""
-        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
-        return {k: v.value for k, v in self.admin().describe_configs([res])[res].result().items()}
+        res, admin = ConfigResource(ConfigResource.Type.TOPIC, topic), self.admin()
+        # the client is held until the answer is in: one collected before it ends the request
+        return {k: v.value for k, v in admin.describe_configs([res])[res].result().items()}
 
     def wait_in_sync(self, topics: list[str], timeout: float = 120.0) -> None:
         """Until every partition of these topics has all three replicas in sync."""
