@@ -74,6 +74,7 @@ bench: install ## Full benchmark suite; writes bench/results/
 	$(BIN)/python -m bench.bench_ingress
 	$(BIN)/python -m bench.bench_console
 	$(BIN)/python -m bench.bench_smpp
+	$(BIN)/python -m bench.bench_scaling
 
 bench-console: install ## Console list pages over 100,000 contacts and 1,000,000 messages
 	$(BIN)/python -m bench.bench_console

@@ -269,6 +269,7 @@ class Bench:
         # run cut off by the deadline, exact (0) for a finished one
         done = n - min(n, left)
         worker_cpu = [cpu[f"worker {i + 1}"] for i in range(workers)]
+        busy = core_busy(cores0, core_times())
         return {
             "workers": workers, "events": n, "handled": done, "elapsed_s": round(elapsed, 3),
             "per_s": round(done / elapsed, 1),
@@ -277,7 +278,11 @@ class Bench:
             "msg_per_cpu_s_per_worker": round(done / sum(worker_cpu), 1),
             "worker_cpu_ms_per_msg": round(sum(worker_cpu) * 1000 / max(1, done), 4),
             "broker_cpu_ms_per_msg": round(cpu["broker"] * 1000 / max(1, done), 4),
-            "core_busy": core_busy(cores0, core_times()),
+            "broker_core_use": round(cpu["broker"] / elapsed, 3),
+            "core_busy": busy,
+            # what else ran on the two cores meanwhile (other engineers' work, this process)
+            "others_core_use": round(max(0.0, sum(busy.values()) - sum(worker_cpu) / elapsed
+                                         - cpu["broker"] / elapsed), 3),
             "load_average": f"{load0} before, {load_average()} after",
             "worker_cores": [allowed_cores(w.popen.pid) for w in self.workers],
         }
@@ -310,8 +315,14 @@ def summarise(name: str, pairs: list[tuple[dict, dict]]) -> dict:
         "ratio_2_to_1": median_spread([b["per_s"] / a["per_s"] for a, b in pairs]),
         "msg_per_cpu_s_per_worker_1": median_spread([r["msg_per_cpu_s_per_worker"] for r in one]),
         "msg_per_cpu_s_per_worker_2": median_spread([r["msg_per_cpu_s_per_worker"] for r in two]),
+        # per-worker CPU cost with two workers against one: 1.0 = a second worker adds no cost
+        # per message, so with a core each to themselves two would do twice the work
+        "cpu_efficiency_2_to_1": median_spread([b["msg_per_cpu_s_per_worker"] / a["msg_per_cpu_s_per_worker"]
+                                                for a, b in pairs]),
         "worker_core_use_1": median_spread([r["worker_core_use"][0] for r in one]),
         "worker_core_use_2": median_spread([statistics.mean(r["worker_core_use"]) for r in two]),
+        "broker_core_use_2": median_spread([r["broker_core_use"] for r in two]),
+        "others_core_use_2": median_spread([r["others_core_use"] for r in two]),
         "broker_cpu_ms_per_msg_1": median_spread([r["broker_cpu_ms_per_msg"] for r in one]),
         "broker_cpu_ms_per_msg_2": median_spread([r["broker_cpu_ms_per_msg"] for r in two]),
         "runs": [r for pair in pairs for r in pair],
@@ -336,14 +347,16 @@ def measure(broker: Broker, name: str, n: int, runs: int, partitions: int, progr
             bench.set_workers(1)
             a = bench.run(n)
             print(f"  {name} 1 worker: {a['per_s']:,.0f} msg/s, {a['msg_per_cpu_s_per_worker']:,.0f} "
-                  f"msg per CPU-second, core use {a['worker_core_use']}, cores busy {a['core_busy']}",
+                  f"msg per CPU-second, core use {a['worker_core_use']}, broker {a['broker_core_use']}, "
+                  f"others {a['others_core_use']}",
                   flush=True)
             progress.next(f"{name}, 2 workers (cores 0 and 1), run {i + 1} of {runs}")
             bench.set_workers(2)
             b = bench.run(n)
             print(f"  {name} 2 workers: {b['per_s']:,.0f} msg/s (x{b['per_s'] / a['per_s']:.2f}), "
                   f"{b['msg_per_cpu_s_per_worker']:,.0f} msg per CPU-second per worker, core use "
-                  f"{b['worker_core_use']}, cores busy {b['core_busy']}", flush=True)
+                  f"{b['worker_core_use']}, broker {b['broker_core_use']}, others {b['others_core_use']}",
+                  flush=True)
             pairs.append((a, b))
     finally:
         bench.close()
@@ -365,23 +378,28 @@ def drop_topics(broker: Broker, prefix: str) -> None:
 
 def print_table(rows: list[dict], meta: dict) -> None:
     print(f"\nScaling, 1 -> 2 workers with one core each ({meta['machine']}; {meta['events_per_run']:,} "
-          f"events per run over {meta['partitions']} partitions, median of {meta['runs']}; "
-          f"broker on cores {meta['broker_cores']})")
+          f"events per run over {meta['partitions']} partitions, median of {meta['runs']} (± half the "
+          f"spread); broker on cores {meta['broker_cores']}; load average {meta['load_average']})")
     print(f"{'processor':<10} {'1 worker':>14} {'2 workers':>14} {'ratio':>11} "
-          f"{'msg/CPU-s, 1w':>14} {'msg/CPU-s, 2w':>14} {'core use 1w/2w':>15} {'broker ms/msg':>14}")
+          f"{'msg/CPU-s 1w':>13} {'msg/CPU-s 2w':>13} {'efficiency':>11}")
 
     def ms(d: dict, fmt: str = "{:,.0f}") -> str:
         return f"{fmt.format(d['median'])} ±{fmt.format(d['spread'] / 2)}"
 
+    def m(d: dict, fmt: str = "{:.2f}") -> str:
+        return fmt.format(d["median"])
+
     for r in rows:
-        use = f"{r['worker_core_use_1']['median']:.2f}/{r['worker_core_use_2']['median']:.2f}"
-        broker = (f"{r['broker_cpu_ms_per_msg_1']['median']:.3f}/"
-                  f"{r['broker_cpu_ms_per_msg_2']['median']:.3f}")
         print(f"{r['processor']:<10} {ms(r['per_s_1_worker']):>14} {ms(r['per_s_2_workers']):>14} "
-              f"{ms(r['ratio_2_to_1'], '{:.2f}'):>11} {ms(r['msg_per_cpu_s_per_worker_1']):>14} "
-              f"{ms(r['msg_per_cpu_s_per_worker_2']):>14} {use:>15} {broker:>14}")
-    print("msg/s ± half the spread; msg/CPU-s: messages per CPU-second of one worker process "
-          "(1 / its CPU per message); core use: a worker's CPU seconds over the wall time.")
+              f"{ms(r['ratio_2_to_1'], '{:.2f}'):>11} {ms(r['msg_per_cpu_s_per_worker_1']):>13} "
+              f"{ms(r['msg_per_cpu_s_per_worker_2']):>13} {ms(r['cpu_efficiency_2_to_1'], '{:.2f}'):>11}")
+    for r in rows:
+        print(f"  {r['processor']}: a worker's use of its core {m(r['worker_core_use_1'])} alone, "
+              f"{m(r['worker_core_use_2'])} in two; with two, the broker used {m(r['broker_core_use_2'])} "
+              f"of a core and other processes {m(r['others_core_use_2'])}; broker CPU per message "
+              f"{m(r['broker_cpu_ms_per_msg_1'], '{:.3f}')} / {m(r['broker_cpu_ms_per_msg_2'], '{:.3f}')} ms")
+    print("msg/CPU-s: messages per CPU-second of one worker process (1 / its CPU per message); "
+          "efficiency: msg/CPU-s with two workers over one (1.0: a second worker costs nothing extra).")
 
 
 def main() -> int:
