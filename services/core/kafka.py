@@ -100,10 +100,21 @@ class AsyncProducer:
         """Produce each ``(catalogue topic, value, key)`` and return once the broker acknowledged
         every one of them (one wake-up of the event loop per call, not per record); raise the
         first delivery error (``BrokerUnavailable`` when the broker was away)."""
-        if not records:
-            return
+        if records:
+            await (await self.produce_all(records))
+
+    async def produce_all(self, records: Sequence[tuple[str, bytes, bytes | str | None]]
+                          ) -> asyncio.Future:
+        """Produce each ``(catalogue topic, value, key)`` now, in order, and return the future of
+        their acknowledgement without waiting for it: it completes once the broker acknowledged
+        every one (or with the first delivery error, as ``send_all`` raises). Returns when the
+        last record is in librdkafka's queue, so records of two calls awaited one after the
+        other are produced in the order of the calls."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
+        if not records:
+            fut.set_result(None)
+            return fut
         pending = len(records)
         errors: list[Any] = []
 
@@ -127,7 +138,7 @@ class AsyncProducer:
                     break
                 except BufferError:  # librdkafka's queue is full: let the poll thread drain it
                     await asyncio.sleep(0.005)
-        await fut
+        return fut
 
     async def send_many(self, items: list[tuple[str, dict[str, Any], str | None]]) -> None:
         await asyncio.gather(*(self.send(t, e, k) for t, e, k in items))

@@ -11,6 +11,15 @@ batch's offsets are committed, synchronously and explicitly. After a crash the u
 records are delivered again, and every effect is idempotent by event id: that is the recovery
 path.
 
+Overlap (``consume(..., in_flight=2)``): while one batch's outputs await their acknowledgements,
+the next batch is gathered, handled and produced. Batches are still handled one after the other
+(the handler never runs twice at once), their outputs are produced in batch order, and offsets
+are committed strictly in batch order, each batch's only once its own outputs and every earlier
+batch's are acknowledged. A batch whose delivery failed is produced again before any later one
+is settled, and every later batch already produced is produced again behind it, so the last
+copy of each output keeps the batches' order. On a revocation the batches in flight are drained
+(acknowledged ones committed in order) before the partitions go.
+
 Start-up: settings -> database -> producer -> start hooks -> web server -> consumer -> running
 hooks and ``every`` loops; SIGTERM/SIGINT stops them in reverse order, after the batch in hand
 is finished and committed.
@@ -23,7 +32,9 @@ import inspect
 import logging
 import signal
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +49,7 @@ from .dlq import dlq_record
 from .events import Handler, In, Out
 from .health import HealthCheck, fail_fast
 from .kafka import AsyncProducer
-from .retry import until_done
+from .retry import TRANSIENT, until_done
 from .schemas import EventInvalid, decode, encode, schema_for_topic
 from .settings import Settings, get_settings
 from .topics import dlq_name
@@ -52,6 +63,11 @@ POLL_TIMEOUT_S = 0.2  # how long one consume() waits for a first record; bounds 
 # Chosen by measurement (docs/performance.md): a batch's outputs leave in a few requests.
 PRODUCER_LINGER_MS = 5
 PRODUCER_COMPRESSION = "lz4"
+# How long a revocation waits for a batch in flight to learn its acknowledgements' outcome; a
+# delivery report comes within the producer's message.timeout.ms (15 s).
+REVOKE_DRAIN_S = 20.0
+
+Record = tuple[str, bytes, bytes | None]  # (catalogue topic, value, key) as the producer takes it
 
 
 @dataclass
@@ -62,7 +78,93 @@ class _Source:
     is_async: bool
     batch: int
     within: float
-    isolating: Isolating[Message] | None = None
+    in_flight: int
+
+
+class _Batch:
+    """One gathered batch from its handling to its commit: the offsets it commits, the outputs
+    its handling produced (dead letters included), in produce order, and their acks."""
+
+    def __init__(self, offsets: dict[tuple[str, int], int]) -> None:
+        self.offsets = offsets  # (topic, partition) -> next offset to read
+        self.records: list[Record] = []
+        self.counts: dict[str, int] = {}
+        self.started = time.perf_counter()
+        self.seq = 0  # when its outputs were produced (the pipeline's produce counter)
+        self.acked: asyncio.Future | None = None  # the acknowledgement of ``records``
+        self.known = threading.Event()  # ``acked`` is done (for the revocation's thread)
+        self.settled = False  # acknowledged for good, after any producing again: committable
+
+    def add(self, records: list[Record], counts: dict[str, int]) -> None:
+        self.records += records
+        for topic, n in counts.items():
+            self.counts[topic] = self.counts.get(topic, 0) + n
+
+    def acknowledged(self) -> bool:
+        """Settled, or (from another thread) its first produce is known acknowledged."""
+        if self.settled:
+            return True
+        fut = self.acked
+        return fut is not None and self.known.is_set() and not fut.cancelled() \
+            and fut.exception() is None
+
+
+class _InFlight:
+    """The batches handled and produced whose offsets are not committed yet, oldest first.
+    They are settled (acknowledged, produced again if need be) in order and committed in order;
+    ``drain`` is the revocation's way to commit what it may, from the consumer's thread."""
+
+    def __init__(self) -> None:
+        self.batches: deque[_Batch] = deque()
+        self.produced = 0  # produce calls so far (originals and copies)
+        self.copied_at = 0  # ``produced`` at the last copy: batches first produced before it
+        # are behind an output produced again, so they are produced again too
+
+    def add(self, batch: _Batch, acked: asyncio.Future) -> None:
+        self.produced += 1
+        batch.seq, batch.acked = self.produced, acked
+        acked.add_done_callback(lambda _f: batch.known.set())
+        self.batches.append(batch)
+
+    def unsettled(self) -> list[_Batch]:
+        return [b for b in self.batches if not b.settled]
+
+    def oldest_unsettled(self) -> _Batch | None:
+        return next((b for b in self.batches if not b.settled), None)
+
+    def copied(self) -> None:
+        self.produced += 1
+        self.copied_at = self.produced
+
+    def must_copy(self, batch: _Batch) -> bool:
+        return batch.seq < self.copied_at
+
+    def committable(self) -> list[TopicPartition]:
+        """The offsets of the settled batches at the head, taken out: each partition's latest."""
+        merged: dict[tuple[str, int], int] = {}
+        while self.batches and self.batches[0].settled:
+            merged.update(self.batches.popleft().offsets)
+        return [TopicPartition(t, part, off) for (t, part), off in merged.items()]
+
+    def drain(self, revoked: set[tuple[str, int]], timeout: float) -> list[TopicPartition]:
+        """On a revocation (the consumer's thread, the event loop free): the offsets of the
+        batches at the head whose outputs are acknowledged, in order, waiting up to ``timeout``
+        for each outcome. From the first batch that is not (failed, timed out, or due to be
+        produced again), the revoked partitions' offsets are dropped: their records go to the
+        new owner, which handles them again."""
+        merged: dict[tuple[str, int], int] = {}
+        deadline = time.monotonic() + timeout
+        in_order = True
+        for b in self.batches:
+            if in_order and not b.settled:
+                b.known.wait(max(0.0, deadline - time.monotonic()))
+                in_order = b.acknowledged() and not self.must_copy(b)
+            if in_order:
+                merged.update(b.offsets)
+                b.offsets = {}  # committed here; settling it later commits nothing more
+            else:
+                b.offsets = {tp: off for tp, off in b.offsets.items() if tp not in revoked}
+        return [TopicPartition(t, part, off) for (t, part), off in merged.items()]
 
 
 class BatchProcessor:
@@ -91,20 +193,22 @@ class BatchProcessor:
         self._consumer: Consumer | None = None
         self._assigned: set[tuple[str, int]] = set()
         self._revoked_while_gathering = False
+        self._in_flight = _InFlight()
         self._stopping = asyncio.Event()
 
     # -- declaring ----------------------------------------------------------------------------
     def consume(self, topic_name: str, handler: Handler, *, batch: int = 500,
-                within: float = 0.02, schema: str | None = None) -> None:
+                within: float = 0.02, in_flight: int = 1, schema: str | None = None) -> None:
         """Run ``handler`` over batches of validated events of ``topic_name``: up to ``batch``
-        records, gathered for at most ``within`` seconds after the first one arrived."""
-        src = _Source(topic_name, schema or schema_for_topic(topic_name), handler,
-                      inspect.iscoroutinefunction(handler), batch, within)
-        src.isolating = Isolating(self.name, lambda items, src=src: self._call(src, items),
-                                  self.send,
-                                  lambda item, msg, reason, kind, src=src: self._dead_letter(
-                                      src.topic, msg, reason, kind, item.event.get("tenant_id")))
-        self._sources[self.settings.topic(topic_name)] = src
+        records, gathered for at most ``within`` seconds after the first one arrived.
+        ``in_flight``: how many batches' outputs may await their acknowledgements at once (2:
+        the next batch is gathered and handled meanwhile; 1: each batch is committed before the
+        next is gathered). One consumer serves every topic, so the smallest value given wins."""
+        if in_flight < 1:
+            raise ValueError("in_flight: at least 1")
+        self._sources[self.settings.topic(topic_name)] = _Source(
+            topic_name, schema or schema_for_topic(topic_name), handler,
+            inspect.iscoroutinefunction(handler), batch, within, in_flight)
 
     def every(self, interval: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
         """Run ``job`` with ``interval`` seconds between the end of one run and the start of the
@@ -133,25 +237,19 @@ class BatchProcessor:
         if not outs:
             return
         assert self.producer is not None, "send() before the processor started"
-        records = []
-        counts: dict[str, int] = {}
-        for o in outs:
-            records.append((o.topic, encode(schema_for_topic(o.topic), o.value),
-                            o.key.encode("utf-8") if o.key is not None else None))
-            counts[o.topic] = counts.get(o.topic, 0) + 1
+        records, counts = _records(outs)
         producer = self.producer
         await until_done(lambda: producer.send_all(records), what=f"{self.name}: producing")
-        for topic, n in counts.items():
-            metrics.EVENTS_OUT.labels(self.name, topic).inc(n)
+        _count_out(self.name, counts)
 
-    async def _dead_letter(self, topic: str, msg: Message, reason: str, kind: str,
-                           tenant_id: str | None) -> None:
+    def _dead_letter(self, batch: _Batch, topic: str, msg: Message, reason: str, kind: str,
+                     tenant_id: str | None) -> None:
         rec = dlq_record(original_topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
                          key=msg.key(), value=msg.value(), reason=reason, error_type=kind,
                          processor=self.name, tenant_id=tenant_id)
         metrics.DLQ.labels(self.name, topic, kind).inc()
         log.warning("%s: to %s.dlq (%s): %s", self.name, topic, kind, reason[:300])
-        await self.send([Out(dlq_name(topic), rec["key"], rec)])
+        batch.add(*_records([Out(dlq_name(topic), rec["key"], rec)]))
 
     # -- consuming ----------------------------------------------------------------------------
     async def _call(self, src: _Source, items: list[In]) -> Sequence[Out]:
@@ -162,7 +260,9 @@ class BatchProcessor:
 
         return await until_done(attempt, what=f"{self.name}: {src.topic}")
 
-    async def _handle(self, src: _Source, msgs: list[Message]) -> None:
+    async def _handle(self, src: _Source, msgs: list[Message], batch: _Batch) -> None:
+        """Validate, handle (batch, then each event alone) and collect the outputs and dead
+        letters into ``batch``, in order; they are produced once the whole batch is handled."""
         metrics.EVENTS_IN.labels(self.name, src.topic).inc(len(msgs))
         good: list[tuple[In, Message]] = []
         for msg in msgs:
@@ -170,33 +270,56 @@ class BatchProcessor:
             try:
                 data = decode(src.schema, value)
             except EventInvalid as exc:
-                await self._dead_letter(src.topic, msg, exc.reason, exc.kind, None)
+                self._dead_letter(batch, src.topic, msg, exc.reason, exc.kind, None)
                 continue
             key = msg.key()
             good.append((In(data, key.decode("utf-8", "replace") if key is not None else None,
                             msg.partition(), msg.offset(), raw=value), msg))
-        assert src.isolating is not None
-        await src.isolating.run(good)
+
+        async def collect(outs: Sequence[Out]) -> None:
+            batch.add(*_records(outs))  # validated now: a bad output fails here, as send() does
+
+        async def dead_letter(item: In, msg: Message, reason: str, kind: str) -> None:
+            self._dead_letter(batch, src.topic, msg, reason, kind, item.event.get("tenant_id"))
+
+        await Isolating(self.name, lambda items: self._call(src, items), collect,
+                        dead_letter).run(good)
+
+    async def _settle(self, batch: _Batch) -> None:
+        """Wait for ``batch``'s acknowledgements; if its delivery failed for a reason that passes,
+        or an earlier batch was produced again after it, produce it again (with backoff) until
+        acknowledged. Called for the oldest unsettled batch only, so batches settle in order."""
+        flight = self._in_flight
+        assert batch.acked is not None and self.producer is not None
+        try:
+            await batch.acked
+            again = flight.must_copy(batch)
+        except TRANSIENT as exc:  # the broker was away: nothing later may commit before this
+            log.warning("%s: a batch's outputs were not acknowledged (%s); producing them again "
+                        "before any later batch commits", self.name, exc)
+            again = True
+        if again:
+            producer, records = self.producer, batch.records
+            await until_done(lambda: producer.send_all(records), what=f"{self.name}: producing")
+            flight.copied()
+        batch.settled = True
+        _count_out(self.name, batch.counts)
+        metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - batch.started)
 
     async def _consume_loop(self) -> None:
         consumer = self._consumer
-        assert consumer is not None
+        assert consumer is not None and self.producer is not None
         size = max(src.batch for src in self._sources.values())
         within = min(src.within for src in self._sources.values())
-
-        def commit(offsets: list[TopicPartition]) -> None:
-            try:
-                consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
-                # The group rebalanced while the batch ran: its new owner reads these records
-                # again, and every effect of them is idempotent.
-                log.warning("%s: commit failed, the batch will be redelivered: %s", self.name, exc)
+        depth = min(src.in_flight for src in self._sources.values())
+        flight = self._in_flight
+        producer = self.producer
 
         def next_batch(done: list[TopicPartition]) -> list[Message]:
-            # The last batch's offsets first (its outputs are acknowledged), in the same trip
-            # to the worker thread as the gathering of the next batch.
+            # The settled batches' offsets first (their outputs are acknowledged), in the same
+            # trip to the worker thread as the gathering of the next batch.
             if done:
-                commit(done)
+                self._commit(done)
             # consume(n, timeout) returns only when n records are in or the timeout is over: on
             # a quiet topic that would hold the first record for the whole timeout. Wait for a
             # first record, then gather the rest of the batch for at most ``within``.
@@ -214,10 +337,11 @@ class BatchProcessor:
                 msgs = [m for m in msgs if (m.topic(), m.partition()) in self._assigned]
             return msgs
 
-        done: list[TopicPartition] = []
         while not self._stopping.is_set():
-            msgs = await asyncio.to_thread(next_batch, done)
-            done = []
+            # What is acknowledged already settles without waiting and commits on this trip.
+            while (oldest := flight.oldest_unsettled()) is not None and oldest.known.is_set():
+                await self._settle(oldest)
+            msgs = await asyncio.to_thread(next_batch, flight.committable())
             by_topic: dict[str, list[Message]] = {}
             last: dict[tuple[str, int], int] = {}
             for m in msgs:
@@ -230,27 +354,48 @@ class BatchProcessor:
                 by_topic.setdefault(topic, []).append(m)
                 last[(topic, m.partition())] = m.offset()  # in order within a partition
             if not last:
+                if (oldest := flight.oldest_unsettled()) is not None:
+                    await self._settle(oldest)  # nothing new: commit what is in flight soon
                 continue
-            t0 = time.perf_counter()
+            batch = _Batch({tp: off + 1 for tp, off in last.items()})
             # Topics are independent, as the Faust core's agents are; within one, order holds.
-            await asyncio.gather(*(self._handle(self._sources[t], ms) for t, ms in by_topic.items()))
-            # Only now, with every output acknowledged, may the offsets move on: committed
-            # (synchronously) before the next batch is gathered, or before the consumer closes.
-            done = [TopicPartition(t, part, off + 1) for (t, part), off in last.items()]
-            metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
-        if done:
-            await asyncio.to_thread(commit, done)
+            await asyncio.gather(*(self._handle(self._sources[t], ms, batch)
+                                   for t, ms in by_topic.items()))
+            # Produced now, in batch order (produce_all returns once they are queued); the
+            # offsets wait for the acknowledgements, this batch's and every earlier one's.
+            flight.add(batch, await producer.produce_all(batch.records))
+            while len(flight.unsettled()) >= depth:
+                await self._settle(flight.oldest_unsettled())  # type: ignore[arg-type]
+        # Stopping: every batch in hand is acknowledged, then committed, before the consumer closes.
+        while (oldest := flight.oldest_unsettled()) is not None:
+            await self._settle(oldest)
+        if done := flight.committable():
+            await asyncio.to_thread(self._commit, done)
+
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        assert self._consumer is not None
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # The group rebalanced while the batch ran: its new owner reads these records
+            # again, and every effect of them is idempotent.
+            log.warning("%s: commit failed, the batch will be redelivered: %s", self.name, exc)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
         log.info("%s: assigned %s", self.name, _tps(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Served inside consume(), so no batch is being handled: the last one was handled and
-        # committed before this gathering began. Records of these partitions gathered so far
-        # are dropped (next_batch), so nothing of another member's partitions is committed.
-        self._assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        # Served inside consume(), between batches: none is being handled, but batches may be
+        # in flight (handled, produced, not yet committed). Those whose outputs are acknowledged
+        # are committed now, in order, while the partitions are still ours; from the first that
+        # is not, the revoked partitions' records are the new owner's to handle again. Records
+        # of these partitions gathered so far are dropped (next_batch).
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned -= revoked
         self._revoked_while_gathering = True
+        if done := self._in_flight.drain(revoked, REVOKE_DRAIN_S):
+            self._commit(done)
         log.info("%s: revoked %s", self.name, _tps(partitions))
 
     def consumer_config(self) -> dict[str, Any]:
@@ -371,6 +516,23 @@ async def _call_hook(hook: Hook) -> None:
     result = hook()
     if inspect.isawaitable(result):
         await result
+
+
+def _records(outs: Sequence[Out]) -> tuple[list[Record], dict[str, int]]:
+    """Outputs -> records for the producer, each validated against its topic's schema (a bad
+    output raises EventInvalid: producers never send bad events), and a count per topic."""
+    records: list[Record] = []
+    counts: dict[str, int] = {}
+    for o in outs:
+        records.append((o.topic, encode(schema_for_topic(o.topic), o.value),
+                        o.key.encode("utf-8") if o.key is not None else None))
+        counts[o.topic] = counts.get(o.topic, 0) + 1
+    return records, counts
+
+
+def _count_out(processor: str, counts: dict[str, int]) -> None:
+    for topic, n in counts.items():
+        metrics.EVENTS_OUT.labels(processor, topic).inc(n)
 
 
 def _tps(partitions: list[TopicPartition]) -> str:

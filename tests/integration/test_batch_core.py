@@ -233,3 +233,96 @@ def test_a_second_processor_joining_the_group_takes_partitions_and_every_event_i
                        what="offsets committed to the end")
     assert set(handled["second"]) & {e["code"] for e in events[30:]}, "the second took a share"
     assert {r["request_id"] for r in replies} == {e["code"] for e in events}
+
+
+HELD_ACKS_CHILD = """
+import asyncio, os, sys
+from services.core.kafka import AsyncProducer
+from services.core.processor import Processor
+from services.core.settings import Settings
+from tests.integration.test_batch_core import reply_to
+
+real_produce_all = AsyncProducer.produce_all
+produced = []
+
+async def first_acks_held(self, records):
+    fut = await real_produce_all(self, records)  # the outputs do reach the broker...
+    produced.append(fut)
+    if len(produced) == 1:  # ...but the first batch's acknowledgements never reach the core
+        return asyncio.get_running_loop().create_future()
+    return fut
+
+AsyncProducer.produce_all = first_acks_held
+calls = []
+
+def handle(items):
+    calls.append(1)
+    with open(sys.argv[1], "a") as f:
+        f.write(" ".join(i.event["code"] for i in items) + "\\n")
+    if len(calls) == 2:
+        os._exit(70)  # the second batch is handled; the first still awaits its acks
+    return [reply_to(i.event) for i in items]
+
+p = Processor("overlapkill", port=0, settings=Settings(), use_db=False, core="librdkafka")
+p.consume("codes.submitted", handle, batch=5, in_flight=2)
+p.main()
+"""
+
+
+def test_a_processor_killed_after_handling_the_next_batch_before_the_first_ones_acks_commits_neither(
+        stack, tmp_path):
+    """Two batches in flight: the second is handled while the first one's acknowledgements are
+    awaited, and the process dies then. Nothing is committed, and the next processor of the
+    group handles both batches again."""
+    events = [submission(f"KILL{n:04d}") for n in range(10)]
+    produce(stack, events)
+    seen = tmp_path / "seen.txt"
+    child = subprocess.run([sys.executable, "-c", HELD_ACKS_CHILD, str(seen)], cwd=ROOT,
+                           env=stack.env(HERALD_SESSION_TIMEOUT_S="6"), timeout=120,
+                           capture_output=True, text=True)
+    assert child.returncode == 70, child.stderr[-2000:]
+    batches = [line.split() for line in seen.read_text().splitlines()]
+    assert len(batches) == 2 and sorted(sum(batches, [])) == sorted(e["code"] for e in events), \
+        "the second batch was handled while the first one's acks were awaited"
+
+    s = stack.settings(session_timeout_s=6)
+    second = Processor("overlapkill", port=0, settings=s, use_db=False, core="librdkafka")
+    assert committed(stack, second.group) == 0, "neither batch may be committed"
+    second.consume(SOURCE, lambda items: [reply_to(i.event) for i in items], in_flight=2)
+    with Running(second):
+        wait_until(lambda: committed(stack, second.group) == 10, timeout=60,
+                   what="both batches committed by the next processor")
+    replies = read_topic(stack.bootstrap, stack.topic(TARGET))
+    assert {r["request_id"] for r in replies} == {e["code"] for e in events}
+
+
+def test_the_next_batchs_outputs_are_acknowledged_but_not_committed_before_the_first_batchs_acks(stack):
+    """A real broker, two batches in flight, the first batch's acknowledgements held back by the
+    test: the second batch is handled and its replies are on the topic, yet the group's offset
+    does not move until the first batch's acks arrive; then it covers both."""
+    release = threading.Event()
+    handled: list[list[str]] = []
+
+    class FirstAcksHeld(BatchProcessor):
+        async def _settle(self, batch):
+            if batch.seq == 1:  # the first batch produced: its acks are in only when released
+                await asyncio.to_thread(release.wait, 60)
+            await super()._settle(batch)
+
+    def handle(items: list[In]) -> list[Out]:
+        handled.append([i.event["code"] for i in items])
+        return [reply_to(i.event) for i in items]
+
+    p = FirstAcksHeld("overlap", port=0, settings=stack.settings(), use_db=False)
+    p.consume(SOURCE, handle, batch=5, in_flight=2)
+    first, second = ([submission(f"{tag}{n:04d}") for n in range(5)] for tag in ("FIRST", "NEXT"))
+    with Running(p):
+        produce(stack, first)
+        wait_until(lambda: len(handled) >= 1, timeout=60, what="the first batch handled")
+        produce(stack, second)
+        read_topic(stack.bootstrap, stack.topic(TARGET), timeout=60,
+                   until=lambda recs: {r["request_id"] for r in recs} >= {e["code"] for e in second})
+        assert [e["code"] for e in second] in handled
+        assert committed(stack, p.group) == 0, "the second batch commits only after the first"
+        release.set()
+        wait_until(lambda: committed(stack, p.group) == 10, timeout=30, what="both committed")
