@@ -57,9 +57,10 @@ def one_round(db: Database, batch: int, batches: int, tag: str) -> dict[str, flo
         spent["accept"] += time.process_time() - start
         assert all(d.plan is not None for d in decisions)
         results = [(e["message_id"], SubmitResult(f"c-{e['message_id']}", "sim")) for e in events]
+        known = {d.plan.submission.message_id: d.message for d in decisions if d.message is not None}
         start = time.process_time()
         with db.session() as s:
-            domain.record_sent_batch(s, results)
+            domain.record_sent_batch(s, results, known=known)  # as egress: the rows it decided on
         spent["sent"] += time.process_time() - start
         reports = [new_event("sms.delivery", carrier="sim", carrier_message_id=cmid, status="delivered",
                              reported_at=iso(t0 + timedelta(milliseconds=i)))

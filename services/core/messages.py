@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .db.models import Message, MessageEvent
 from .db.schemes import insert_ignore
+from .sms_encoding import segment
 from .utc import aware
 
 _NS = uuid.UUID("5d1c4a8e-3f0b-4c52-9d0e-6b7e2a1f9c30")
@@ -99,14 +100,7 @@ def record_accepted(s: Session, event: dict[str, Any]) -> tuple[Message, bool]:
     msg = s.get(Message, event["message_id"])
     if msg is not None:
         return msg, False
-    msg = Message(
-        id=event["message_id"], tenant_id=event["tenant_id"], request_id=event["request_id"],
-        recipient=event["to"], sender=event.get("from"), text=stored_text(event),
-        source=event["source"], campaign_id=event.get("campaign_id"),
-        category=event.get("category", "transactional"), status="accepted",
-        accepted_at=parse_ts(event.get("accepted_at")),
-        updated_at=parse_ts(event.get("accepted_at")),
-    )
+    msg = Message(**_row(event))
     try:
         with s.begin_nested():
             s.add(msg)
@@ -130,11 +124,15 @@ def insert_ignoring_conflicts(s: Session, model: type, rows: list[dict[str, Any]
 
 def _row(event: dict[str, Any]) -> dict[str, Any]:
     at = parse_ts(event.get("accepted_at"))
+    # Encoding and segments from the real text (the stored one may be redacted), known from the
+    # start: egress then has nothing to write back per message.
+    seg = segment(event["text"])
     return {"id": event["message_id"], "tenant_id": event["tenant_id"],
             "request_id": event["request_id"], "recipient": event["to"], "sender": event.get("from"),
             "text": stored_text(event), "source": event["source"],
             "campaign_id": event.get("campaign_id"),
-            "category": event.get("category", "transactional"), "encoding": None, "segments": None,
+            "category": event.get("category", "transactional"), "encoding": seg.encoding,
+            "segments": seg.count,
             "status": "accepted", "reason": None, "carrier": None, "carrier_message_id": None,
             "accepted_at": at, "updated_at": at}
 

@@ -89,7 +89,9 @@ class Egress:
             return outs
         results = await bounded_map(self._send, [plan for _, plan in plans], SEND_CONCURRENCY)
         done = [(item, plan, res) for (item, plan), res in zip(plans, results, strict=True)]
-        return outs + await self._record_until_done(done)
+        known = {d.plan.submission.message_id: d.message for _, d in decided
+                 if d.plan is not None and d.message is not None}
+        return outs + await self._record_until_done(done, known)
 
     def _decide(self, items: list[In]) -> list[tuple[In, domain.Decision]]:
         with self.db.session() as s:
@@ -135,11 +137,12 @@ class Egress:
                 SUBMITS.labels(plan.carriers[0], "error").inc()
                 return Unexpected(exc)
 
-    async def _record_until_done(self, done: list[tuple[In | None, SendPlan, Result]]) -> list[Out]:
+    async def _record_until_done(self, done: list[tuple[In | None, SendPlan, Result]],
+                                 known: dict[str, Any] | None = None) -> list[Out]:
         # Never raise from here: the messages are at the carriers, and a retried batch would
         # send them again.
         try:
-            return await until_done(lambda: asyncio.to_thread(self._record, done),
+            return await until_done(lambda: asyncio.to_thread(self._record, done, known),
                                     what="egress: recording send results")
         except Exception:  # noqa: BLE001 - isolate the message that cannot be recorded
             log.exception("egress: recording a batch failed; recording one message at a time")
@@ -152,13 +155,14 @@ class Egress:
                                   one[1].submission.message_id)
             return outs
 
-    def _record(self, done: list[tuple[In | None, SendPlan, Result]]) -> list[Out]:
+    def _record(self, done: list[tuple[In | None, SendPlan, Result]],
+                known: dict[str, Any] | None = None) -> list[Out]:
         outs: list[Out] = []
         with self.db.session() as s:
             sent = [(plan.submission.message_id, res) for _, plan, res in done
                     if isinstance(res, SubmitResult)]
             if sent:
-                recorded = domain.record_sent_batch(s, sent)
+                recorded = domain.record_sent_batch(s, sent, known=known)
                 outs += [self._status(ev) for _, events in recorded for ev in events]
                 outs += [self._status(ev) for ev in dlr.match_pending_many(s, [m for m, _ in recorded])]
             settled = [plan.submission.message_id for _, plan, res in done

@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, Integer, String, Text, select, update
+from sqlalchemy import DateTime, Float, Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from services.carriers.base import Submission
@@ -96,8 +96,11 @@ def deadline_of(s: Session, message_id: str) -> tuple[datetime, int] | None:
 
 
 def release(s: Session, message_ids: list[str]) -> None:
-    """Settled (sent, refused, expired): no longer parked."""
-    for mid in message_ids:
-        row = s.get(DeferredSend, mid)
-        if row is not None:
-            s.delete(row)
+    """Settled (sent, refused, expired): no longer parked. One statement for the batch (a
+    lookup per message was 18% of egress's samples on the inbound path, where almost none is
+    parked)."""
+    if not message_ids:
+        return
+    t = DeferredSend.__table__
+    for i in range(0, len(message_ids), 500):  # below every dialect's bound-parameter limit
+        s.execute(delete(t).where(t.c.message_id.in_(message_ids[i:i + 500])))

@@ -61,6 +61,9 @@ class Decision:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     plan: SendPlan | None = None
     duplicate: bool = False
+    # The message's row as this decision read it: recording the carrier's answer re-attaches it
+    # instead of reading it again (record_sent_batch's ``known``).
+    message: Message | None = None
 
 
 def status_event(msg: Message, status: str, *, reason: str | None = None,
@@ -145,7 +148,7 @@ def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool, te
     # Still 'accepted': ingress recorded it, or a previous try stopped before the carrier
     # answered; either way it still has to go out, and 'accepted' is announced (with a stable
     # event id, so announcing it again is harmless).
-    d = Decision()
+    d = Decision(message=msg)
     d.statuses.append(status_event(msg, "accepted", at=msg.accepted_at))
 
     expires_at = event.get("expires_at")
@@ -161,7 +164,8 @@ def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool, te
 
     text = event["text"]  # the row may hold a redacted copy (services.core.messages.stored_text)
     seg = segment(text)
-    msg.encoding, msg.segments = seg.encoding, seg.count  # kept on the row for billing
+    if (msg.encoding, msg.segments) != (seg.encoding, seg.count):  # rows recorded before they were
+        msg.encoding, msg.segments = seg.encoding, seg.count     # set at insert; kept for billing
 
     preference = event.get("carrier_preference") or (tenant.carrier_preference if tenant else None)
     chosen = route(carriers, msg.recipient, preference)
@@ -184,13 +188,26 @@ def record_sent(s: Session, message_id: str, result: SubmitResult,
 
 
 def record_sent_batch(s: Session, results: list[tuple[str, SubmitResult]],
-                      now: datetime | None = None) -> list[tuple[Message, list[dict[str, Any]]]]:
+                      now: datetime | None = None, known: dict[str, Message] | None = None,
+                      ) -> list[tuple[Message, list[dict[str, Any]]]]:
     """``record_sent`` for many messages in four statements: their rows, their carrier ids, the
     move to 'sent' of those still 'accepted' (a conditional UPDATE ... RETURNING, so a DLR
-    that settled one first keeps it settled), and the history rows of the moves."""
+    that settled one first keeps it settled), and the history rows of the moves.
+
+    ``known``: rows read by the decision of the same messages (detached since), attached to this
+    session instead of read again. What they say may be stale (a delivery report may have moved
+    one since): the conditional move re-reads the rows it loses on, as ever."""
     now = now or datetime.now(UTC)
     ids = [mid for mid, _ in results]
-    msgs = {m.id: m for m in s.scalars(select(Message).where(Message.id.in_(ids)))}
+    msgs: dict[str, Message] = {}
+    for mid in ids:
+        row = (known or {}).get(mid)
+        if row is not None and mid not in msgs:
+            s.add(row)  # persistent again, no statement
+            msgs[mid] = row
+    missing = [mid for mid in ids if mid not in msgs]
+    if missing:
+        msgs.update({m.id: m for m in s.scalars(select(Message).where(Message.id.in_(missing)))})
     for mid in ids:
         if mid not in msgs:
             raise LookupError(f"message {mid} vanished after it was sent")
