@@ -54,6 +54,10 @@ THROTTLE_PAUSE_S = 1.0  # a 429 without Retry-After pauses the carrier this long
 REDRIVE_INTERVAL_S = 0.5
 REDRIVE_BATCH = 200
 REDRIVE_LEASE_S = 120.0  # a claimed parked message is another worker's again after this
+# A carrier that takes a message after RECOVERED_AFTER_S without trouble pulls its parked
+# messages forward (at most every PULL_INTERVAL_S, as many as its rate sends in that time).
+RECOVERED_AFTER_S = 2.0
+PULL_INTERVAL_S = 5.0
 
 SUBMITS = Counter("herald_egress_submits_total", "Messages handed to carriers, by outcome",
                   ["carrier", "outcome"])
@@ -79,6 +83,10 @@ class Egress:
         self._slots = asyncio.Semaphore(SEND_CONCURRENCY)
         self._last_purge = 0.0
         self.box = SecretBox(self.settings.secret_key, deferral.SEAL_PURPOSE)
+        # carrier -> monotonic time it last pushed back (throttled, unreachable, 5xx), and when
+        # its parked messages were last pulled forward
+        self._trouble: dict[str, float] = {}
+        self._pulled: dict[str, float] = {}
 
     # -- sms.outbound -------------------------------------------------------------------------
     async def on_outbound(self, items: list[In]) -> list[Out]:
@@ -114,6 +122,7 @@ class Egress:
             return await self.buckets[carrier].acquire(sub.segments, max_wait=IN_BATCH_MAX_WAIT_S)
 
         async def throttled(carrier: str, retry_after: float | None) -> None:
+            self._trouble[carrier] = time.monotonic()
             await self.buckets[carrier].pause(retry_after if retry_after is not None
                                               else THROTTLE_PAUSE_S)
 
@@ -131,6 +140,8 @@ class Egress:
                 return exc
             except RetryBudgetExhausted as exc:
                 SUBMITS.labels(plan.carriers[0], "parked").inc()
+                now = time.monotonic()
+                self._trouble.update((c, now) for c in plan.carriers)
                 return exc
             except Exception as exc:  # noqa: BLE001 - the batch's other sends must be recorded
                 log.exception("egress: unexpected error sending %s", sub.message_id)
@@ -165,6 +176,7 @@ class Egress:
                 recorded = domain.record_sent_batch(s, sent, known=known)
                 outs += [self._status(ev) for _, events in recorded for ev in events]
                 outs += [self._status(ev) for ev in dlr.match_pending_many(s, [m for m, _ in recorded])]
+                self._pull_forward(s, {res.carrier for _, res in sent})
             settled = [plan.submission.message_id for _, plan, res in done
                        if not isinstance(res, RetryBudgetExhausted)]
             deferral.release(s, settled)
@@ -183,6 +195,21 @@ class Egress:
                         outs.append(self._dead_letter(item, res.reason, "processing_error"))
                 outs += [self._status(ev) for ev in events]
         return outs
+
+    def _pull_forward(self, s: Any, took: set[str]) -> None:
+        """Carriers that took messages and have not pushed back for a while are back: what is
+        parked for them goes now, not when its backoff (up to a minute) ends."""
+        mono = time.monotonic()
+        for carrier in took:
+            if (mono - self._trouble.get(carrier, -1e9) < RECOVERED_AFTER_S
+                    or mono - self._pulled.get(carrier, -1e9) < PULL_INTERVAL_S):
+                continue
+            self._pulled[carrier] = mono
+            rate = self.carriers[carrier].rate_per_second if carrier in self.carriers else None
+            limit = max(REDRIVE_BATCH, int((rate or 0) * PULL_INTERVAL_S))
+            n = deferral.pull_forward(s, carrier, time.time(), limit=limit)
+            if n:
+                log.info("egress: %s takes traffic again: %d parked message(s) due now", carrier, n)
 
     def _park(self, s: Any, plan: SendPlan, res: RetryBudgetExhausted) -> list[dict[str, Any]]:
         """Back-pressure: wait for the carriers, within the message's validity period."""

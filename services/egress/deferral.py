@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, Integer, String, Text, delete, select, update
+from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, delete, false, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from services.carriers.base import Submission
@@ -42,6 +42,8 @@ class DeferredSend(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str] = mapped_column(String(512), default="")
     parked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # A worker is sending it (its due_at is then the lease): never pulled forward while so.
+    claimed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ def park(s: Session, box: SecretBox, plan: SendPlan, *, deadline: datetime, due_
     row.carriers = json.dumps(plan.carriers)
     row.submission = box.seal_text(json.dumps(asdict(plan.submission)))
     row.deadline, row.due_at, row.attempts, row.reason = deadline, due_at, attempts, reason[:512]
+    row.claimed = False
 
 
 def parked_ids(s: Session, ids: list[str]) -> set[str]:
@@ -80,7 +83,7 @@ def claim_due(s: Session, box: SecretBox, now: float, *, limit: int, lease_s: fl
     claimed: list[str] = []
     for mid, due in rows:
         res = s.execute(update(t).where(t.c.message_id == mid, t.c.due_at == due)
-                        .values(due_at=now + lease_s))
+                        .values(due_at=now + lease_s, claimed=True))
         if res.rowcount == 1:
             claimed.append(mid)
     out = []
@@ -88,6 +91,21 @@ def claim_due(s: Session, box: SecretBox, now: float, *, limit: int, lease_s: fl
         sub = Submission(**json.loads(box.open(row.submission)))
         out.append(Parked(SendPlan(sub, json.loads(row.carriers)), aware(row.deadline), row.attempts))
     return out
+
+
+def pull_forward(s: Session, carrier: str, now: float, *, limit: int) -> int:
+    """A carrier takes traffic again: up to ``limit`` of the messages parked for it (it is one
+    of their carriers), soonest due first, become due at ``now`` instead of waiting out their
+    backoff (up to a minute). Rows a worker has claimed keep their lease. Returns how many."""
+    t = DeferredSend.__table__
+    # carriers is the JSON list of names: the quoted name matches that name only
+    quoted = json.dumps(carrier).replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+    pattern = f"%{quoted}%"
+    waiting = (select(t.c.message_id)
+               .where(t.c.due_at > now, t.c.claimed == false(), t.c.carriers.like(pattern, escape="\\"))
+               .order_by(t.c.due_at).limit(limit))
+    return s.execute(update(t).where(t.c.message_id.in_(waiting), t.c.claimed == false())
+                     .values(due_at=now)).rowcount or 0
 
 
 def deadline_of(s: Session, message_id: str) -> tuple[datetime, int] | None:

@@ -168,3 +168,64 @@ def test_a_message_whose_validity_ends_while_it_waits_expires_instead_of_failing
     assert [o.value["status"] for o in outs] == ["accepted", "expired"]
     assert "validity ended" in outs[-1].value["reason"] and "Throttled" in outs[-1].value["reason"]
     assert row(db, ev["message_id"]).status == "expired" and parked(db) == 0
+
+
+def due_in(database) -> dict[str, float]:
+    """Parked message id -> seconds until it is due."""
+    with database.session() as s:
+        return {r.message_id: r.due_at - time.time() for r in s.scalars(select(DeferredSend))}
+
+
+def test_a_carrier_taking_a_message_again_pulls_its_parked_messages_forward(db, optouts):  # noqa: F811
+    conn, bucket = Scripted("sim", Throttled(retry_after=50)), PausableBucket()
+    e = egress(db, optouts, conn, bucket)
+    waiting = [outbound(f"wait-{i}") for i in range(3)]
+    batch(e, waiting)
+    assert parked(db) == 3 and all(s > 40 for s in due_in(db).values())
+
+    # The carrier answers again; a new message goes out at once. Right after its trouble that
+    # is no proof it is back: the parked ones keep their backoff.
+    conn.error, bucket.until = None, 0.0
+    batch(e, [outbound("fresh-1")])
+    assert all(s > 40 for s in due_in(db).values())
+
+    # Some seconds later, a message it takes brings the parked ones forward: due now, sent by
+    # the next redrive, each once.
+    e._trouble["sim"] = time.monotonic() - 10
+    batch(e, [outbound("fresh-2")])
+    assert all(s <= 0 for s in due_in(db).values())
+    outs = asyncio.run(e.redrive())
+    assert sorted(o.value["status"] for o in outs) == ["sent"] * 3 and parked(db) == 0
+    assert sorted(sub.message_id for sub in conn.subs[-3:]) == sorted(ev["message_id"] for ev in waiting)
+
+
+def test_pulling_forward_leaves_messages_under_a_workers_lease_and_other_carriers_alone(db):  # noqa: F811
+    from services.core.secrets import SecretBox
+    from services.egress import deferral
+    from services.egress.domain import SendPlan
+
+    box = SecretBox("k" * 32, deferral.SEAL_PURPOSE)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    now = time.time()
+    with db.session() as s:
+        for mid, carriers in (("a", ["sim"]), ("b", ["other", "sim"]), ("c", ["other"]),
+                              ("d", ["sim"]), ("e", ["sim_x"])):
+            sub = Submission(message_id=mid, to="+14155550123", sender=None, text="hi",
+                             encoding="gsm7", segments=1)
+            deferral.park(s, box, SendPlan(sub, carriers), deadline=later, due_at=now + 50,
+                          reason="throttled", attempts=1)
+    with db.session() as s:  # "d" is being sent by a worker: its due_at is its lease
+        claimed = deferral.claim_due(s, box, now + 60, limit=1, lease_s=120)
+    assert [p.plan.submission.message_id for p in claimed] == ["a"]
+    with db.session() as s:
+        deferral.park(s, box, claimed[0].plan, deadline=later, due_at=now + 50, reason="again",
+                      attempts=2)  # parked again: no longer claimed
+        d = s.get(DeferredSend, "d")
+        d.claimed, d.due_at = True, now + 120
+    with db.session() as s:
+        assert deferral.pull_forward(s, "sim", now, limit=10) == 2
+    with db.session() as s:
+        due = {r.message_id: r.due_at for r in s.scalars(select(DeferredSend))}
+    assert due["a"] == due["b"] == now  # waiting for "sim" (first or second choice)
+    assert due["c"] == now + 50 and due["e"] == now + 50  # another carrier, another name
+    assert due["d"] == now + 120  # under a lease: the worker holding it sends it
