@@ -124,12 +124,14 @@ class StatusWatch(threading.Thread):
         finally:
             c.close()
 
-    def wait(self, ids: list[str], timeout: float) -> bool:
+    def wait(self, ids: list[str], timeout: float, status: str = "delivered") -> bool:
+        """Until every one of ``ids`` is ``status`` (sent, delivered) or ended otherwise."""
+        seen = self.sent if status == "sent" else self.delivered
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(i in self.delivered or i in self.other for i in ids):
+            if all(i in seen or i in self.delivered or i in self.other for i in ids):
                 return True
-            time.sleep(0.2)
+            time.sleep(0.05)
         return False
 
 
@@ -194,7 +196,7 @@ def receipting_smpp34(port: int):
 
 
 def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
-                profile: Path | None = None, smsc: str = "jsmpp") -> dict:
+                profile: Path | None = None, smsc: str = "jsmpp", binds: int = 1) -> dict:
     """sms.outbound -> egress -> the SMSC -> receipts -> sms.status delivered (module docstring).
     ``smsc``: "jsmpp" (deploy/smsc) or "smpp34" (receipting_smpp34, in this process)."""
     from bench.run import proc_cpu_seconds, proc_peak_rss_mb
@@ -217,7 +219,7 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
         "name": "jsmpp", "kind": "smpp", "api_token": JsmppSimulator.password, "prefixes": ["+"],
         "priority": 10, "rate_per_second": 10000, "timeout_s": 10,
         "options": {"host": "127.0.0.1", "port": smsc_port, "system_id": JsmppSimulator.system_id,
-                    "window": window}}]}))
+                    "window": window, "binds": binds}}]}))
     sim = JsmppSimulator(smsc_port) if smsc == "jsmpp" else receipting_smpp34(smsc_port)
     sim.start()
     watch = StatusWatch(broker.bootstrap, stack.topic("sms.status"))
@@ -251,6 +253,11 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
         # so the first `sent` comes a whole batch after the first submission.
         start_ms = time.time() * 1000
         _produce(broker.bootstrap, outbound, events)
+        # CPU until every message is submitted (receipts handled by then included), then until
+        # every receipt is in: the simulator sends receipts far slower than it takes messages,
+        # so the second figure also holds egress's idle cost over the receipts' tail.
+        watch.wait(ids, max(120, n / 50), status="sent")
+        cpu_sent = {k: proc_cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
         finished = watch.wait(ids, max(120, n / 50))
         cpu = {k: proc_cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
         rss = {k: round(proc_peak_rss_mb(pid)) for k, pid in pids.items()}
@@ -268,12 +275,15 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
     sent_s = (max(sent, default=start_ms) - start_ms) / 1000
     delivered_s = (max(delivered, default=start_ms) - start_ms) / 1000
     done = max(1, len(sent))
-    return {"smsc": smsc, "messages": n, "window": window, "finished": finished, "sent": len(sent),
+    return {"smsc": smsc, "messages": n, "window": window, "binds": binds, "finished": finished,
+            "sent": len(sent),
             "delivered": len(delivered), "not_delivered": others[:5],
             "submissions_per_s": round(len(sent) / sent_s) if sent_s > 0 else None,
             "delivered_per_s": round(len(delivered) / delivered_s) if delivered_s > 0 else None,
             "to_last_sent_s": round(sent_s, 2), "to_last_delivered_s": round(delivered_s, 2),
             "cpu_ms_per_submission": {k: round(v * 1000 / done, 3) for k, v in cpu.items()},
+            "cpu_ms_per_submission_to_last_sent": {k: round(v * 1000 / done, 3)
+                                                   for k, v in cpu_sent.items()},
             "peak_rss_mb": rss, "database": db_url.split("@")[-1].split(":")[0],
             "load_average_before_after": load}
 
@@ -299,7 +309,7 @@ def through_egress(a: argparse.Namespace) -> None:
     started = broker.start()
     profile = ROOT / "bench/results/profile-egress-smpp.txt" if a.profile else None
     try:
-        result = egress_path(broker, a.messages, a.window, a.port, profile, a.smsc)
+        result = egress_path(broker, a.messages, a.window, a.port, profile, a.smsc, a.binds)
     finally:
         if started:
             broker.stop()
@@ -316,6 +326,7 @@ def main() -> None:
                     help="20000 for the connector alone, 5000 through egress")
     ap.add_argument("--port", type=int, default=SMSC_PORT, help="the simulator's port")
     ap.add_argument("--window", type=int, default=10)
+    ap.add_argument("--binds", type=int, default=1, help="with --through-egress: transceiver binds")
     ap.add_argument("--through-egress", action="store_true",
                     help="through the egress process and the broker, receipts to delivered")
     ap.add_argument("--profile", action="store_true", help="with --through-egress: py-spy on egress")
