@@ -92,16 +92,6 @@ def rate(times: list[float], start: float, end: float) -> float:
     return sum(start <= t < end for t in times) / (end - start) if end > start else 0.0
 
 
-def healthy(proc: Proc) -> bool:
-    if not proc.alive():
-        return False
-    try:
-        r = httpx.get(f"{proc.url}/health", timeout=2)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200 and r.json().get("status") == "ok"
-
-
 class HealthWatch(threading.Thread):
     """Every processor's /health, asked once a second (all at once) from before the kill to the
     end: recovery lasts until the first poll after which every answer was ok."""
@@ -116,7 +106,7 @@ class HealthWatch(threading.Thread):
         with ThreadPoolExecutor(len(self.procs)) as pool:
             while True:
                 at = time.monotonic()
-                oks = list(pool.map(healthy, self.procs))
+                oks = list(pool.map(Proc.healthy, self.procs))
                 self.polls.append((at, [p.module for p, ok in zip(self.procs, oks, strict=True) if not ok]))
                 if self.stopping.wait(1.0):
                     return

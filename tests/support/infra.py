@@ -152,6 +152,16 @@ class Proc:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def healthy(self) -> bool:
+        """Running, and its /health answers 200 with status ok (no answer counts as not)."""
+        if not self.alive():
+            return False
+        try:
+            r = httpx.get(f"{self.url}/health", timeout=2)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200 and r.json().get("status") == "ok"
+
     def kill(self) -> None:
         if self.alive():
             self.popen.kill()
