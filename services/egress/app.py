@@ -43,6 +43,7 @@ from services.egress.ratelimit import SharedTokenBucket
 
 log = logging.getLogger(__name__)
 
+EGRESS_IN_FLIGHT = 2  # batches whose outputs may await their acks while the next is handled
 SEND_CONCURRENCY = 64  # sends in flight per worker; the carriers' rate limits apply on top
 FAILOVER_AFTER = 2  # a carrier that fails transiently twice in a row hands over to the next
 OPTOUTS_START_TIMEOUT_S = 60.0
@@ -402,6 +403,9 @@ def build() -> Processor:
     p.every(SWEEP_INTERVAL_S, sweep_dlrs, name="egress.sweep_dlrs")
     p.every(REDRIVE_INTERVAL_S, redrive_parked, name="egress.redrive_parked")
 
-    p.consume(SMS_OUTBOUND, egress.on_outbound)
-    p.consume(SMS_DELIVERY, egress.on_delivery)
+    # Two batches in flight: the next batch is decided and sent while the previous one's status
+    # events await their acks. Its statuses are produced after the previous batch's, and
+    # offsets are committed in batch order after the acks (services/core/rdkafka_core.py).
+    p.consume(SMS_OUTBOUND, egress.on_outbound, in_flight=EGRESS_IN_FLIGHT)
+    p.consume(SMS_DELIVERY, egress.on_delivery, in_flight=EGRESS_IN_FLIGHT)
     return p

@@ -20,5 +20,7 @@ def build(settings: Settings | None = None) -> Processor:
         with db.session() as s:
             return router.route_batch(s, [i.event for i in items])
 
-    p.consume(topics.SMS_INBOUND, handle)
+    # Two batches in flight: the next is routed while the previous one's outputs await their
+    # acks (offsets still committed in order, after the acks: services/core/rdkafka_core.py).
+    p.consume(topics.SMS_INBOUND, handle, in_flight=2)
     return p
