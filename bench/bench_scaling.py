@@ -261,6 +261,9 @@ class Bench:
         self.producer.commit_transaction(30)
         deadline = t0 + max(120, n / 50)
         while self.lag() and time.monotonic() < deadline:
+            for w in self.workers:
+                if not w.alive():
+                    raise RuntimeError(f"{w.module} exited: {w.log_path.read_text()[-2000:]}")
             time.sleep(POLL_S)
         elapsed = time.monotonic() - t0
         left = self.lag()
