@@ -143,7 +143,7 @@ def phase_ledger(db: Database, n: int, batch: int) -> None:
 
 
 def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
-              broker_pid: int | None = None) -> None:
+              broker_pid: int | None = None, profile: Path | None = None) -> None:
     from confluent_kafka import Consumer, Producer
 
     from services.core.schemas import encode
@@ -203,6 +203,17 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
         if broker_pid:
             pids["broker"] = broker_pid
         pids["load generator"] = os.getpid()
+        spies = []
+        if profile is not None:  # py-spy on each worker while the submissions flow
+            from bench.profile import SPY
+
+            profile.mkdir(parents=True, exist_ok=True)
+            spies = [(name, profile / f"profile-codes-{name.replace(' ', '')}.txt")
+                     for name in pids]
+            spies = [(name, out, subprocess.Popen(
+                [str(SPY), "record", "--nonblocking", "-r", "250", "-f", "raw", "-o", str(out),
+                 "-p", str(pids[name])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                for name, out in spies if name.split()[0] in ("verifier", "ledger")]
         cpu0 = {k: proc_cpu_seconds(pid) for k, pid in pids.items()}
         load0 = load_average()
         t0 = time.perf_counter()
@@ -210,7 +221,9 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
             producer.produce(f"{prefix}codes.submitted", encode("codes.submitted", ev), key=ev["code"])
             producer.poll(0)
         producer.flush(30)
+        t_produced = time.perf_counter()
         seen: set[str] = set()
+        t_first = None
         deadline = time.monotonic() + 300
         while len(seen) < n and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
@@ -218,16 +231,35 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
                 rid = json.loads(msg.value())["request_id"]
                 if rid.startswith("verify-"):
                     seen.add(rid)
+                    t_first = t_first or time.perf_counter()
+        t_replies = time.perf_counter()
         consumer.close()
         entries = awards() - awards_before
         while entries < n and time.monotonic() < deadline:
             time.sleep(0.05)
             entries = awards() - awards_before
         dt = time.perf_counter() - t0
+        if t_first is not None:
+            # Where the time went: the first reply includes the workers' joining their group.
+            print(f"timeline: submissions produced {t_produced - t0:.2f}s, first reply "
+                  f"{t_first - t0:.2f}s, last reply {t_replies - t0:.2f}s, last ledger entry "
+                  f"{dt:.2f}s; replies from the first to the last at "
+                  f"{(len(seen) - 1) / max(1e-9, t_replies - t_first):,.0f}/s")
         done = min(len(seen), entries)
         cpu = {k: (proc_cpu_seconds(pid) - cpu0[k]) * 1000 / max(1, done) for k, pid in pids.items()}
         print("cpu ms per verification: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
         print(f"load average: {load0} before, {load_average()} after (2 cores, shared)")
+        if spies:
+            import signal
+
+            from bench.profile import print_summary
+
+            for _name, _out, spy in spies:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            for name, out, spy in spies:
+                spy.wait(30)
+                if out.exists():
+                    print_summary(out, f"{name} (py-spy, active samples)", 12)
         rate = done / dt
         print(f"end to end: {done:,}/{n:,} verifications answered and in the ledger in {dt:.1f}s = "
               f"{rate:,.0f}/s ({workers} verifier + {workers} ledger workers, broker {bootstrap}, "
@@ -252,6 +284,9 @@ def main() -> None:
                     help="the broker's process, to report its CPU per verification")
     ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="a folder: py-spy samples the e2e phase's workers into it and prints "
+                         "their top frames")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
         workdir = Path(tmp)
@@ -271,7 +306,7 @@ def main() -> None:
                 with db.session() as s:
                     extra = seed_scheme(s, SECRET, brand="e2e", product="e2e-1", codes=args.verify)
                 phase_e2e(url, extra.codes, args.verify, args.bootstrap, args.workers,
-                          args.broker_pid)
+                          args.broker_pid, args.profile)
         finally:
             db.dispose()
 
