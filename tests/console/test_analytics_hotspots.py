@@ -4,8 +4,11 @@ carrier data, and the drill-down to the codes and numbers (masked for analysts).
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 from services.console.domain import code_analytics, code_jobs
+from tests.support.infra import ROOT
 
 from .brand_fixtures import SECRET, brand_with_product, verify
 
@@ -108,3 +111,22 @@ def test_another_tenant_sees_none_of_acmes_queries(browser_factory, console_db):
 def test_a_platform_operator_gets_404(browser):
     browser.sign_in("ops@herald.example")
     assert browser.get("/brands/analytics")[0].status == 404
+
+
+def test_the_console_looks_regions_up_without_keeping_the_geocoders_data_in_memory():
+    # In a fresh interpreter: the test process itself may have imported the geocoder already.
+
+    script = f"""
+import sys
+import services.console.app
+from services.console.domain import code_analytics
+regions = code_analytics.regions_of([{JIANGSU!r}, {BEIJING!r}, "+14155550100", {JIANGSU!r}])
+assert [r.key for r in regions.values()] == ["CN-Jiangsu", "CN-Beijing", "US"], regions
+assert regions[{BEIJING!r}].name("zh_Hans") == "北京市"
+assert code_analytics.regions_of([{JIANGSU!r}]) == {{{JIANGSU!r}: regions[{JIANGSU!r}]}}  # kept
+print(sorted(m for m in sys.modules if m.startswith(("phonenumbers.geo", "phonenumbers.carrier"))))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"  # neither the geocoder nor the carrier data were imported

@@ -7,19 +7,26 @@ libphonenumber data (``phonenumbers``: geocoder and carrier): a mainland China m
 resolves to its province by its first seven digits, so hotspots are counted in SQL by
 ``+86`` and those seven digits (a few thousand groups at most, however many numbers), and each
 group is looked up once; other countries' numbers count as their country.
+
+libphonenumber's geocoder holds all of its data in memory once imported (about 100 MB, more
+than the rest of the console together), so the console never imports it: ``regions_of`` looks
+up the numbers it has not seen in a child process that lives for that one call, and keeps the
+answers (a few small objects per prefix).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import re
+import threading
 from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import phonenumbers
-from phonenumbers import carrier, geocoder
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -68,9 +75,11 @@ def _province_zh(desc: str) -> str:
     return desc
 
 
-@lru_cache(maxsize=20_000)
 def region_of(number: str) -> Region:
-    """The region of an E.164 number: a mainland China number's province, else its country."""
+    """The region of an E.164 number: a mainland China number's province, else its country.
+    Loads the geocoder's data into this process: the console calls ``regions_of`` instead."""
+    from phonenumbers import carrier, geocoder  # ~100 MB once imported: see the module's doc
+
     try:
         n = phonenumbers.parse(number)
     except phonenumbers.NumberParseException:
@@ -87,6 +96,32 @@ def region_of(number: str) -> Region:
     en = geocoder.country_name_for_number(n, "en") or cc
     zh = geocoder.country_name_for_number(n, "zh") or en
     return Region(cc, en, zh, c_en, c_zh)
+
+
+def _regions_in_child(numbers: list[str]) -> list[Region]:
+    return [region_of(n) for n in numbers]
+
+
+KNOWN_MAX = 50_000  # answers kept (prefix groups and numbers of drill-downs)
+_known: dict[str, Region] = {}
+_lookup = threading.Lock()  # one child at a time; a second caller finds the first one's answers
+
+
+def regions_of(numbers: Iterable[str]) -> dict[str, Region]:
+    """``region_of`` of each number, those not looked up before in a short-lived child process
+    (spawned: it imports only this module and libphonenumber), so the geocoder's data never
+    stays in the console."""
+    wanted = list(dict.fromkeys(numbers))
+    with _lookup:
+        todo = [n for n in wanted if n not in _known]
+        if todo:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as child:
+                found = child.submit(_regions_in_child, todo).result(timeout=120)
+            if len(_known) + len(todo) > KNOWN_MAX:
+                _known.clear()
+            _known.update(zip(todo, found, strict=True))
+        return {n: _known[n] for n in wanted}
 
 
 def _group_number(prefix: str, length: int) -> str:
@@ -163,8 +198,10 @@ def hotspots(s: Session, tenant_id: str, since: datetime, locale: str = "en") ->
     """Repeat and unknown queries since ``since`` by region, most first."""
     spots: dict[str, Hotspot] = {}
     numbers: dict[str, int] = defaultdict(int)
-    for prefix, length, outcome, n, distinct in _groups(s, tenant_id, since):
-        region = region_of(_group_number(prefix, length))
+    groups = _groups(s, tenant_id, since)
+    regions = regions_of(_group_number(prefix, length) for prefix, length, *_ in groups)
+    for prefix, length, outcome, n, distinct in groups:
+        region = regions[_group_number(prefix, length)]
         spot = spots.setdefault(region.key, Hotspot(region))
         if outcome == "repeat":
             spot.repeat += n
@@ -180,8 +217,10 @@ def hotspots(s: Session, tenant_id: str, since: datetime, locale: str = "en") ->
 
 
 def region_prefixes(s: Session, tenant_id: str, since: datetime, key: str) -> list[tuple[str, int]]:
-    return [(prefix, length) for prefix, length, _o, _n, _d in _groups(s, tenant_id, since)
-            if region_of(_group_number(prefix, length)).key == key]
+    groups = [(prefix, length) for prefix, length, _o, _n, _d in _groups(s, tenant_id, since)]
+    regions = regions_of(_group_number(prefix, length) for prefix, length in groups)
+    return [(prefix, length) for prefix, length in groups
+            if regions[_group_number(prefix, length)].key == key]
 
 
 @dataclass
@@ -217,8 +256,10 @@ def involved(s: Session, tenant_id: str, since: datetime, key: str, *, before_id
     if before_id is not None:
         q = q.where(CodeQuery.id < before_id)
     out: list[Involved] = []
-    for cq, batch_id, product in s.execute(q).all():
-        region = region_of(cq.msisdn)
+    rows = s.execute(q).all()
+    regions = regions_of(cq.msisdn for cq, _b, _p in rows)
+    for cq, batch_id, product in rows:
+        region = regions[cq.msisdn]
         if region.key != key:
             continue
         out.append(Involved(cq.id, as_utc(cq.received_at), cq.msisdn, cq.outcome, batch_id, cq.code_id,
