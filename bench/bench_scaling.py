@@ -282,6 +282,9 @@ class Bench:
             "worker_cpu_ms_per_msg": round(sum(worker_cpu) * 1000 / max(1, done), 4),
             "broker_cpu_ms_per_msg": round(cpu["broker"] * 1000 / max(1, done), 4),
             "broker_core_use": round(cpu["broker"] / elapsed, 3),
+            # what the machine's cores could carry at this run's CPU per message, workers and
+            # broker together (the broker shares them): the most any number of workers could do
+            "cores_ceiling_per_s": round(len(busy) * max(1, done) / (sum(worker_cpu) + cpu["broker"]), 1),
             "core_busy": busy,
             # what else ran on the two cores meanwhile (other engineers' work, this process)
             "others_core_use": round(max(0.0, sum(busy.values()) - sum(worker_cpu) / elapsed
@@ -324,6 +327,9 @@ def summarise(name: str, pairs: list[tuple[dict, dict]]) -> dict:
                                                 for a, b in pairs]),
         "worker_core_use_1": median_spread([r["worker_core_use"][0] for r in one]),
         "worker_core_use_2": median_spread([statistics.mean(r["worker_core_use"]) for r in two]),
+        # the 2-worker rate as a share of what the two cores could carry at the CPU per message
+        "ceiling_per_s_2_workers": median_spread([r["cores_ceiling_per_s"] for r in two]),
+        "share_of_ceiling_2_workers": median_spread([r["per_s"] / r["cores_ceiling_per_s"] for r in two]),
         "broker_core_use_2": median_spread([r["broker_core_use"] for r in two]),
         "others_core_use_2": median_spread([r["others_core_use"] for r in two]),
         "broker_cpu_ms_per_msg_1": median_spread([r["broker_cpu_ms_per_msg"] for r in one]),
@@ -401,6 +407,9 @@ def print_table(rows: list[dict], meta: dict) -> None:
               f"{m(r['worker_core_use_2'])} in two; with two, the broker used {m(r['broker_core_use_2'])} "
               f"of a core and other processes {m(r['others_core_use_2'])}; broker CPU per message "
               f"{m(r['broker_cpu_ms_per_msg_1'], '{:.3f}')} / {m(r['broker_cpu_ms_per_msg_2'], '{:.3f}')} ms")
+        print(f"  {r['processor']}: at that CPU per message (workers + broker) the two cores could carry "
+              f"{m(r['ceiling_per_s_2_workers'], '{:,.0f}')} msg/s; two workers did "
+              f"{m(r['share_of_ceiling_2_workers'])} of it")
     print("msg/CPU-s: messages per CPU-second of one worker process (1 / its CPU per message); "
           "efficiency: msg/CPU-s with two workers over one (1.0: a second worker costs nothing extra).")
 
