@@ -352,22 +352,21 @@ def measure(broker: Broker, name: str, n: int, runs: int, partitions: int, progr
     bench = Bench(broker, stack, work, partitions, tmp)
     pairs = []
     try:
+        def one(workers: int, cores: str, i: int, against: dict | None = None) -> dict:
+            progress.next(f"{name}, {workers} worker{'s' if workers > 1 else ''} ({cores}), "
+                          f"run {i + 1} of {runs}")
+            bench.set_workers(workers)
+            r = bench.run(n)
+            ratio = f" (x{r['per_s'] / against['per_s']:.2f})" if against else ""
+            print(f"  {name} {workers} worker{'s' if workers > 1 else ''}: {r['per_s']:,.0f} msg/s{ratio}, "
+                  f"{r['msg_per_cpu_s_per_worker']:,.0f} msg per CPU-second per worker, core use "
+                  f"{r['worker_core_use']}, broker {r['broker_core_use']}, others {r['others_core_use']}",
+                  flush=True)
+            return r
+
         for i in range(runs):
-            progress.next(f"{name}, 1 worker (core 0), run {i + 1} of {runs}")
-            bench.set_workers(1)
-            a = bench.run(n)
-            print(f"  {name} 1 worker: {a['per_s']:,.0f} msg/s, {a['msg_per_cpu_s_per_worker']:,.0f} "
-                  f"msg per CPU-second, core use {a['worker_core_use']}, broker {a['broker_core_use']}, "
-                  f"others {a['others_core_use']}",
-                  flush=True)
-            progress.next(f"{name}, 2 workers (cores 0 and 1), run {i + 1} of {runs}")
-            bench.set_workers(2)
-            b = bench.run(n)
-            print(f"  {name} 2 workers: {b['per_s']:,.0f} msg/s (x{b['per_s'] / a['per_s']:.2f}), "
-                  f"{b['msg_per_cpu_s_per_worker']:,.0f} msg per CPU-second per worker, core use "
-                  f"{b['worker_core_use']}, broker {b['broker_core_use']}, others {b['others_core_use']}",
-                  flush=True)
-            pairs.append((a, b))
+            a = one(1, "core 0", i)
+            pairs.append((a, one(2, "cores 0 and 1", i, a)))
     finally:
         bench.close()
         stack.stop_all()

@@ -139,16 +139,22 @@ p.main()
 """
 
 
+def die_in_child(stack, script: str, seen) -> None:
+    """Run ``script`` (a processor that records what it got in ``seen`` and dies with 70) as a
+    process of its own, and check it died where it should."""
+    child = subprocess.run([sys.executable, "-c", script, str(seen)], cwd=ROOT,
+                           env=stack.env(HERALD_SESSION_TIMEOUT_S="6"), timeout=120,
+                           capture_output=True, text=True)
+    assert child.returncode == 70, child.stderr[-2000:]
+
+
 def test_a_batch_whose_processor_dies_before_its_acks_is_handled_again_by_the_next_one(stack, tmp_path):
     """The first processor dies inside its handler: nothing of the batch was committed, and a
     second processor of the same group handles every event of it again."""
     events = [submission(f"AGAIN{n:03d}") for n in range(10)]
     produce(stack, events)
     seen = tmp_path / "seen.txt"
-    child = subprocess.run([sys.executable, "-c", CRASHING_CHILD, str(seen)], cwd=ROOT,
-                           env=stack.env(HERALD_SESSION_TIMEOUT_S="6"), timeout=120,
-                           capture_output=True, text=True)
-    assert child.returncode == 70, child.stderr[-2000:]
+    die_in_child(stack, CRASHING_CHILD, seen)
     assert seen.read_text().split(), "the first processor got the records"
 
     s = stack.settings(session_timeout_s=6)
@@ -277,10 +283,7 @@ def test_a_processor_killed_after_handling_the_next_batch_before_the_first_ones_
     events = [submission(f"KILL{n:04d}") for n in range(10)]
     produce(stack, events)
     seen = tmp_path / "seen.txt"
-    child = subprocess.run([sys.executable, "-c", HELD_ACKS_CHILD, str(seen)], cwd=ROOT,
-                           env=stack.env(HERALD_SESSION_TIMEOUT_S="6"), timeout=120,
-                           capture_output=True, text=True)
-    assert child.returncode == 70, child.stderr[-2000:]
+    die_in_child(stack, HELD_ACKS_CHILD, seen)
     batches = [line.split() for line in seen.read_text().splitlines()]
     assert len(batches) == 2 and sorted(sum(batches, [])) == sorted(e["code"] for e in events), \
         "the second batch was handled while the first one's acks were awaited"
