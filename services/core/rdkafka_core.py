@@ -66,6 +66,11 @@ PRODUCER_COMPRESSION = "lz4"
 # How long a revocation waits for a batch in flight to learn its acknowledgements' outcome; a
 # delivery report comes within the producer's message.timeout.ms (15 s).
 REVOKE_DRAIN_S = 20.0
+# What the hot processors (router, egress, verifier, ledger) pass as ``in_flight``: the next batch
+# is gathered and handled while the previous one's outputs await their acks; effects are
+# idempotent by event id and offsets still commit in batch order after the acks
+# (docs/performance.md, parts 4 and 5).
+OVERLAP = 2
 
 Record = tuple[str, bytes, bytes | None]  # (catalogue topic, value, key) as the producer takes it
 

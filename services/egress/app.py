@@ -31,6 +31,7 @@ from services.core.carriers import Carrier, load_carriers
 from services.core.concurrency import bounded_map
 from services.core.dlq import dlq_record
 from services.core.processor import In, Out, Processor
+from services.core.rdkafka_core import OVERLAP
 from services.core.retry import until_done
 from services.core.schemas import encode
 from services.core.secrets import SecretBox
@@ -43,7 +44,6 @@ from services.egress.ratelimit import SharedTokenBucket
 
 log = logging.getLogger(__name__)
 
-EGRESS_IN_FLIGHT = 2  # batches whose outputs may await their acks while the next is handled
 SEND_CONCURRENCY = 64  # sends in flight per worker; the carriers' rate limits apply on top
 FAILOVER_AFTER = 2  # a carrier that fails transiently twice in a row hands over to the next
 OPTOUTS_START_TIMEOUT_S = 60.0
@@ -206,8 +206,7 @@ class Egress:
                     or mono - self._pulled.get(carrier, -1e9) < PULL_INTERVAL_S):
                 continue
             self._pulled[carrier] = mono
-            rate = self.carriers[carrier].rate_per_second if carrier in self.carriers else None
-            limit = max(REDRIVE_BATCH, int((rate or 0) * PULL_INTERVAL_S))
+            limit = max(REDRIVE_BATCH, int(self.carriers[carrier].rate_per_second * PULL_INTERVAL_S))
             n = deferral.pull_forward(s, carrier, time.time(), limit=limit)
             if n:
                 log.info("egress: %s takes traffic again: %d parked message(s) due now", carrier, n)
@@ -403,9 +402,6 @@ def build() -> Processor:
     p.every(SWEEP_INTERVAL_S, sweep_dlrs, name="egress.sweep_dlrs")
     p.every(REDRIVE_INTERVAL_S, redrive_parked, name="egress.redrive_parked")
 
-    # Two batches in flight: the next batch is decided and sent while the previous one's status
-    # events await their acks. Its statuses are produced after the previous batch's, and
-    # offsets are committed in batch order after the acks (services/core/rdkafka_core.py).
-    p.consume(SMS_OUTBOUND, egress.on_outbound, in_flight=EGRESS_IN_FLIGHT)
-    p.consume(SMS_DELIVERY, egress.on_delivery, in_flight=EGRESS_IN_FLIGHT)
+    p.consume(SMS_OUTBOUND, egress.on_outbound, in_flight=OVERLAP)
+    p.consume(SMS_DELIVERY, egress.on_delivery, in_flight=OVERLAP)
     return p

@@ -200,8 +200,9 @@ def record_sent_batch(s: Session, results: list[tuple[str, SubmitResult]],
     now = now or datetime.now(UTC)
     ids = [mid for mid, _ in results]
     msgs: dict[str, Message] = {}
+    known = known or {}
     for mid in ids:
-        row = (known or {}).get(mid)
+        row = known.get(mid)
         if row is not None and mid not in msgs:
             s.add(row)  # persistent again, no statement
             msgs[mid] = row

@@ -13,6 +13,7 @@ from prometheus_client import Counter
 from services.core import topics
 from services.core.faults import CrashAfterBatches
 from services.core.processor import In, Out, Processor
+from services.core.rdkafka_core import OVERLAP
 from services.core.settings import Settings
 
 from .domain import Ledger
@@ -20,10 +21,6 @@ from .domain import Ledger
 REDELIVERED = Counter("herald_ledger_redelivered_total", "Awards and redemptions seen before (no effect)",
                       ["kind"])
 
-# Batches whose outputs may await their acknowledgements at once: the next batch is gathered and
-# handled meanwhile (docs/performance.md, part 4). Every effect is idempotent by event id and the
-# offsets still commit in order after the acks.
-IN_FLIGHT = 2
 
 
 def build(settings: Settings | None = None) -> Processor:
@@ -37,6 +34,6 @@ def build(settings: Settings | None = None) -> Processor:
         crash.batch_committed()
         return outs
 
-    p.consume(topics.POINTS_AWARDED, lambda items: run(ledger.handle_awards, items), in_flight=IN_FLIGHT)
-    p.consume(topics.POINTS_COMMANDS, lambda items: run(ledger.handle_commands, items), in_flight=IN_FLIGHT)
+    p.consume(topics.POINTS_AWARDED, lambda items: run(ledger.handle_awards, items), in_flight=OVERLAP)
+    p.consume(topics.POINTS_COMMANDS, lambda items: run(ledger.handle_commands, items), in_flight=OVERLAP)
     return p

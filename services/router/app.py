@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from services.core import topics
 from services.core.processor import In, Out, Processor
+from services.core.rdkafka_core import OVERLAP
 from services.core.settings import Settings
 
 from .domain import Router
@@ -20,7 +21,5 @@ def build(settings: Settings | None = None) -> Processor:
         with db.session() as s:
             return router.route_batch(s, [i.event for i in items])
 
-    # Two batches in flight: the next is routed while the previous one's outputs await their
-    # acks (offsets still committed in order, after the acks: services/core/rdkafka_core.py).
-    p.consume(topics.SMS_INBOUND, handle, in_flight=2)
+    p.consume(topics.SMS_INBOUND, handle, in_flight=OVERLAP)
     return p

@@ -13,6 +13,7 @@ from prometheus_client import Counter
 from services.core import topics
 from services.core.faults import CRASH_AFTER_BATCHES, CrashAfterBatches  # noqa: F401 - the e2e test names it here
 from services.core.processor import In, Out, Processor
+from services.core.rdkafka_core import OVERLAP
 from services.core.settings import Settings
 
 from .domain import Verifier
@@ -20,10 +21,6 @@ from .domain import Verifier
 OUTCOMES = Counter("herald_verifier_outcomes_total", "Code submissions by outcome", ["outcome"])
 
 
-# Batches whose outputs may await their acknowledgements at once: the next batch is gathered and
-# handled meanwhile (docs/performance.md, part 4). Every effect is idempotent by event id and the
-# offsets still commit in order after the acks.
-IN_FLIGHT = 2
 
 
 def build(settings: Settings | None = None) -> Processor:
@@ -38,5 +35,5 @@ def build(settings: Settings | None = None) -> Processor:
         crash.batch_committed()
         return outs
 
-    p.consume(topics.CODES_SUBMITTED, handle, in_flight=IN_FLIGHT)
+    p.consume(topics.CODES_SUBMITTED, handle, in_flight=OVERLAP)
     return p

@@ -30,7 +30,8 @@ import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.core.db.schemes import Code, CodeBatch, CodeQuery, Product, as_utc
+from services.core.db.schemes import Code, CodeBatch, CodeQuery, Product
+from services.core.utc import aware
 
 # The results a brand manager reads, and the verifier's outcomes each counts.
 RESULTS: dict[str, tuple[str, ...]] = {
@@ -262,7 +263,7 @@ def involved(s: Session, tenant_id: str, since: datetime, key: str, *, before_id
         region = regions[cq.msisdn]
         if region.key != key:
             continue
-        out.append(Involved(cq.id, as_utc(cq.received_at), cq.msisdn, cq.outcome, batch_id, cq.code_id,
+        out.append(Involved(cq.id, aware(cq.received_at), cq.msisdn, cq.outcome, batch_id, cq.code_id,
                             (cq.code_hash or b"").hex()[:8], product, cq.query_number, region))
         if len(out) >= limit:
             break

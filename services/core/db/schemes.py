@@ -32,7 +32,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ..utc import aware
 from .models import Base, utcnow
 
 # 64-bit ids where a table grows by millions (codes, queries); SQLite's rowid is already 64-bit
@@ -42,7 +41,6 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 DEFAULT_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I look-alikes; 32 symbols
 
 
-as_utc = aware  # SQLite hands back naive datetimes; services.core.utc puts the zone back
 
 
 def begin_write(s: Session) -> None:

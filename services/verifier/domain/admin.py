@@ -22,12 +22,12 @@ from services.core.db.schemes import (
     PrizeCard,
     PrizeTier,
     Product,
-    as_utc,
 )
 from services.core.messages import message_id_for
 from services.core.processor import Out
 from services.core.schemas import new_event, now_iso
 from services.core.secrets import SecretBox
+from services.core.utc import aware
 
 from .codes import CodeFormat
 from .verify import derived_id
@@ -195,7 +195,7 @@ def set_club_membership(s: Session, tenant_id: str, brand_slug: str, club: str, 
         return True
     if source_event_id is not None and row.source_event_id == source_event_id:
         return False
-    if as_utc(row.changed_at) > at:
+    if aware(row.changed_at) > at:
         return False
     changed = row.status != status
     row.status, row.source, row.source_event_id, row.changed_at = status, source, source_event_id, at

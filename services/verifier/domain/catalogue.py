@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.core.db.models import Tenant
-from services.core.db.schemes import Brand, CodeBatch, Lottery, PrizeTier, Product, as_utc
+from services.core.db.schemes import Brand, CodeBatch, Lottery, PrizeTier, Product
+from services.core.utc import aware
 
 from .codes import CodeFormat
 
@@ -166,7 +167,7 @@ class Catalogue:
             tiers = s.scalars(select(PrizeTier).where(PrizeTier.lottery_id.in_([lot.id for lot in lots]))
                               .order_by(PrizeTier.id)).all() if lots else []
             infos = tuple(
-                LotteryInfo(lot.id, lot.brand_id, lot.product_id, as_utc(lot.starts_at), as_utc(lot.ends_at),
+                LotteryInfo(lot.id, lot.brand_id, lot.product_id, aware(lot.starts_at), aware(lot.ends_at),
                             lot.budget_cents,
                             tuple(TierInfo(t.id, t.name, t.name_zh, t.odds, t.cap, t.value_cents,
                                            t.daily_cap)

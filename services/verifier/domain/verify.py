@@ -37,7 +37,6 @@ from services.core.db.schemes import (
     Lockout,
     Member,
     ProbeFlag,
-    as_utc,
     begin_write,
     insert_ignore,
 )
@@ -46,6 +45,7 @@ from services.core.processor import Out, Rejected
 from services.core.rows import insert_values, new_row
 from services.core.schemas import new_event, now_iso
 from services.core.secrets import SecretBox
+from services.core.utc import aware
 
 from .catalogue import BrandInfo, Catalogue
 from .codes import CodeHasher, normalise
@@ -122,7 +122,7 @@ class Verifier:
                 select(Lockout.tenant_id, Lockout.brand_id, Lockout.msisdn, Lockout.locked_until)
                 .where(Lockout.tenant_id.in_(tenants), Lockout.msisdn.in_(msisdns),
                        Lockout.locked_until.is_not(None))):
-            b.locks[(tenant_id, brand_id, msisdn)] = as_utc(until)
+            b.locks[(tenant_id, brand_id, msisdn)] = aware(until)
 
         self._load_codes(s, events, known, b)
 
@@ -229,7 +229,7 @@ class Verifier:
         q.brand_id, q.product_id, q.code_id = brand.id, product.id, row["id"]
         q.language = language_for(brand.language, msisdn)
         q.query_number, q.first_msisdn = row["query_count"], row["first_msisdn"]
-        q.first_at = as_utc(row["first_at"])
+        q.first_at = aware(row["first_at"])
         if row["first_submission_id"] != sid:
             q.outcome = "repeat"
             self._probe(s, b, brand, h, row["id"], msisdn, at, sid)
@@ -269,7 +269,7 @@ class Verifier:
                              lock_count=0)
                 s.add(lk)
             b.lockout_rows[key] = lk
-        start = as_utc(lk.window_start)
+        start = aware(lk.window_start)
         if start is None or at - start > timedelta(seconds=brand.lockout_window_s):
             lk.window_start, lk.invalid_count = at, 1
         else:
@@ -339,7 +339,7 @@ class Verifier:
                                      if q.points > 0 else "")
         elif q.outcome == "repeat":
             kind = "repeat_self" if q.first_msisdn == q.msisdn else "repeat"
-            values.update(count=q.query_number, first_at=local_time(as_utc(q.first_at), brand.timezone, lang),
+            values.update(count=q.query_number, first_at=local_time(aware(q.first_at), brand.timezone, lang),
                           first_number=mask(q.first_msisdn))
         elif q.outcome == "locked":
             values["minutes"] = math.ceil(brand.lockout_duration_s / 60)
