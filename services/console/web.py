@@ -9,8 +9,10 @@ import base64
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -324,26 +326,53 @@ def field_errors(exc: Exception) -> dict[str, str]:
     return {f: getattr(exc, "message", None) or str(exc)}
 
 
+# Axis labels are HTML under the bars, at their own size whatever the chart's width (text inside
+# the stretched SVG was squeezed and ran together). How many to show is decided here, for the
+# narrowest a chart gets (a dashboard card just above the 900px breakpoint, a 220px analytics
+# cell), so labels stay apart at every width without script.
+CHART_MIN_PX = 220
+AXIS_FONT_PX = 11
+AXIS_GAP_PX = 8
+LABEL_STEPS = (1, 2, 3, 4, 6, 8, 12, 15, 20, 30, 60)
+
+
+def label_px(label: str, font_px: float = AXIS_FONT_PX) -> float:
+    """A generous width for a label: full-width (CJK) characters take an em, others 0.65 em
+    (the widest digits of the fonts the console asks for are about 0.64 em)."""
+    return sum(font_px * (1.0 if unicodedata.east_asian_width(ch) in "WF" else 0.65) for ch in label)
+
+
+def label_step(labels: list[str], min_px: float = CHART_MIN_PX) -> int:
+    """Label every step-th bar, the smallest round step whose labels fit side by side at min_px:
+    hours every 1, 2, 3, 4, 6 or 12, so that the labels shown are round hours."""
+    if not labels:
+        return 1
+    need = (max(label_px(label) for label in labels) + AXIS_GAP_PX) * len(labels) / min_px
+    return next((s for s in LABEL_STEPS if s >= need), math.ceil(need))
+
+
 def svg_bars(values: list[tuple[str, float]], height: int = 120, color: str = "#2563eb") -> Markup:
-    """A small bar chart as inline SVG (no JavaScript), labels under every few bars."""
+    """A small bar chart as inline SVG (no JavaScript): a bar per value with its label and value
+    as the bar's title, and under the bars every label_step()-th label, each centred on its bar
+    and never wider than the bars between it and the next (past that it ends in an ellipsis)."""
     if not values:
         return Markup("")
     top = max(v for _, v in values) or 1
     n = len(values)
     width = max(n * 14, 280)
     bw = width / n
-    parts = [f'<svg viewBox="0 0 {width} {height + 18}" class="chart" role="img" '
+    parts = [f'<div class="chart-box"><svg viewBox="0 0 {width} {height}" class="chart" role="img" '
              f'preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">']
-    step = max(1, n // 8)
     for i, (label, v) in enumerate(values):
         h = (v / top) * height
-        x = i * bw
-        parts.append(f'<rect x="{x + 1:.1f}" y="{height - h:.1f}" width="{bw - 2:.1f}" '
+        parts.append(f'<rect x="{i * bw + 1:.1f}" y="{height - h:.1f}" width="{bw - 2:.1f}" '
                      f'height="{h:.1f}" fill="{color}"><title>{Markup.escape(label)}: {v:g}</title></rect>')
-        if i % step == 0:
-            parts.append(f'<text x="{x + bw / 2:.1f}" y="{height + 14}" text-anchor="middle" '
-                         f'class="axis">{Markup.escape(label)}</text>')
-    parts.append("</svg>")
+    parts.append('</svg><div class="chart-axis" aria-hidden="true">')
+    step = label_step([label for label, _ in values])
+    for i in range(0, n, step):
+        parts.append(f'<span class="axis" style="left: {(i + 0.5) * 100 / n:.3f}%; '
+                     f'max-width: {step * 100 / n:.3f}%">{Markup.escape(values[i][0])}</span>')
+    parts.append("</div></div>")
     return Markup("".join(parts))
 
 
