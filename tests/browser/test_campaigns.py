@@ -1,6 +1,7 @@
 """Journeys: a notification campaign to an imported list runs to 100% delivered through the
-carrier simulator; a two-question survey gets its answers as carrier webhooks, its chart counts
-them, and its CSV export carries them."""
+carrier simulator and, once completed, offers no step (the API refuses each with a 409); a
+two-question survey gets its answers as carrier webhooks, its chart counts them, and its CSV
+export carries them."""
 
 from __future__ import annotations
 
@@ -55,7 +56,21 @@ def test_a_notification_to_a_list_runs_to_every_message_delivered(env, page):
         sims = [x for x in env.platform.submissions() if x["to"] in numbers]
         raise AssertionError(f"messages by status: {by}; simulator took {len(sims)}") from None
     expect(progress).to_contain_text("100")
+    # The page was loaded while the campaign was sending; as it completes, the steps it
+    # offered go with the state: a completed campaign cannot be paused or cancelled.
+    expect(page.locator("#campaign-status")).to_have_text("completed", timeout=60000)
+    for step in ("Start", "Pause", "Resume", "Cancel campaign"):
+        expect(page.get_by_role("button", name=step)).to_have_count(0)
     shot(page, "campaign-progress")
+    cid = page.url.split("?")[0].rstrip("/").rsplit("/", 1)[1]
+    for step in ("pause", "cancel", "resume", "start"):
+        r = httpx.post(f"{env.url}/v1/campaigns/{cid}/{step}",
+                       headers={"Authorization": f"Bearer {t.key}"}, timeout=30)
+        assert r.status_code == 409 and "completed" in r.json()["error"], (step, r.text)
+    page.reload()
+    expect(page.locator("#campaign-status")).to_have_text("completed")
+    expect(page.locator("form[action*='/actions/']")).to_have_count(0)
+    shot(page, "campaign-completed")
     texts = {s["to"]: s["text"] for s in env.platform.submissions() if s["to"] in numbers}
     assert len(texts) == 20 and texts[numbers[3]] == "Hello Member 3, we open at 9 on Monday."
     page.goto(f"{env.url}/campaigns")

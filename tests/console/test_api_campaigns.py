@@ -125,3 +125,19 @@ def test_contacts_page_by_keyset_and_a_bad_cursor_names_the_parameter(api):
     assert len(rest["contacts"]) == 2 and rest["next_after"] is None
     assert api("GET", "/v1/contacts?after=x") == (400, {"error": "after must be a whole number",
                                                         "field": "after"})
+
+
+def test_a_step_a_finished_campaign_cannot_take_is_a_409_with_the_reason_and_changes_nothing(api, console_db):
+    api("POST", "/v1/contacts", json={"msisdn": "+8613800000001", "list": "x"})
+    for cid, status in (("done", "completed"), ("gone", "cancelled")):
+        api("POST", "/v1/campaigns", json={"id": cid, "name": cid, "kind": "notification",
+                                           "audience": {"list": "x"}, "template": "Hi",
+                                           "schedule_at": "2099-01-01T00:00:00Z"})
+        with console_db.session() as s:
+            s.get(Campaign, cid).status = status
+        before = len(audit_rows(console_db))
+        for step in ("pause", "resume", "cancel", "start"):
+            code, body = api("POST", f"/v1/campaigns/{cid}/{step}")
+            assert code == 409 and status in body["error"], (cid, step, body)
+        assert api("GET", f"/v1/campaigns/{cid}")[1]["status"] == status
+        assert len(audit_rows(console_db)) == before

@@ -109,3 +109,58 @@ def test_the_progress_partial_also_updates_the_status_badge_in_the_header(browse
     assert 'id="campaign-status"' in body and 'hx-swap-oob="true"' in body and "completed" in body
     resp, _ = browser.get("/campaigns/c-badge")
     assert resp.status == 200
+
+
+def _set_status(db, cid, status):
+    with db.session() as s:
+        s.get(Campaign, cid).status = status
+
+
+def test_the_steps_offered_are_exactly_those_the_campaigns_domain_accepts_in_each_state(console_db):
+    from services.campaigns.domain import campaigns
+    from services.campaigns.domain.campaigns import CampaignError
+    from services.console.domain import campaign_pages
+
+    mismatches = []
+    for status in campaign_pages.STATUSES:
+        for step in ("start", "pause", "resume", "cancel"):
+            cid = make(console_db, start=False)
+            _set_status(console_db, cid, status)
+            try:
+                with console_db.session() as s:
+                    campaigns.act(s, "acme", cid, step)
+                accepted = True
+            except CampaignError as exc:
+                assert exc.status == 409, (status, step, exc.reason)
+                accepted = False
+            if accepted != (step in campaign_pages.allowed_steps(status)):
+                mismatches.append((status, step, accepted))
+    assert mismatches == []
+
+
+def test_the_progress_poll_swaps_the_steps_so_a_completed_campaign_offers_none(browser, console_db):
+    cid = make(console_db)
+    browser.sign_in("owner@acme.example")
+    _, body = browser.get(f"/campaigns/{cid}/progress")
+    assert '<div id="campaign-steps" class="steps" hx-swap-oob="true">' in body
+    assert f"/campaigns/{cid}/actions/pause" in body and f"/campaigns/{cid}/actions/cancel" in body
+    for status in ("completed", "cancelled"):
+        _set_status(console_db, cid, status)
+        _, body = browser.get(f"/campaigns/{cid}/progress")
+        assert '<div id="campaign-steps" class="steps" hx-swap-oob="true">' in body, status
+        assert "/actions/" not in body and "Cancel campaign" not in body, status
+        _, page = browser.get(f"/campaigns/{cid}")
+        assert 'id="campaign-steps"' in page and "/actions/" not in page, status
+
+
+def test_a_completed_campaign_refuses_a_step_posted_anyway_and_stays_completed(browser, console_db):
+    cid = make(console_db)
+    _set_status(console_db, cid, "completed")
+    browser.sign_in("owner@acme.example")
+    browser.get(f"/campaigns/{cid}")
+    for step in ("pause", "cancel"):
+        resp, body = browser.post(f"/campaigns/{cid}/actions/{step}")
+        assert "This step is not possible now" in body and "completed" in body, step
+        assert _status(console_db, cid) == "completed"
+    with console_db.session() as s:
+        assert s.query(AuditEntry).filter_by(object_id=cid).count() == 0

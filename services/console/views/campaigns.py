@@ -282,9 +282,11 @@ async def campaign_page(request: web.Request) -> web.Response:
 @requires()
 async def campaign_progress(request: web.Request) -> web.Response:
     d = await _campaign(request)
-    # The status badge in the page's header follows along (an out-of-band swap).
+    # The status badge and the steps in the page's header follow along (out-of-band swaps): a
+    # campaign that completes while its page is open no longer offers Pause or Cancel.
     return render(request, "campaign_progress.html", c=d["c"], report=d["report"],
-                  progress=_progress(d["report"]), oob=True)
+                  progress=_progress(d["report"]), steps=pages.allowed_steps(d["c"].status),
+                  oob=True)
 
 
 @routes.get("/campaigns/{id}/results")
