@@ -199,7 +199,7 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
                 profile: Path | None = None, smsc: str = "jsmpp", binds: int = 1) -> dict:
     """sms.outbound -> egress -> the SMSC -> receipts -> sms.status delivered (module docstring).
     ``smsc``: "jsmpp" (deploy/smsc) or "smpp34" (receipting_smpp34, in this process)."""
-    from bench.run import proc_cpu_seconds, proc_peak_rss_mb
+    from bench.run import proc_cpu_seconds, proc_peak_rss_mb, thread_cpu_seconds
     from services.core.db.migrate import upgrade
     from services.core.topics import ensure_topics
     from tests.support.infra import Stack, empty_postgres
@@ -249,6 +249,7 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         load0 = os.getloadavg()[0]  # the machine is shared: say how busy it was
         cpu0 = {k: proc_cpu_seconds(pid) for k, pid in pids.items()}
+        threads0 = thread_cpu_seconds(pids["egress"])
         # The clock starts as the events go out: egress records and announces `sent` per batch,
         # so the first `sent` comes a whole batch after the first submission.
         start_ms = time.time() * 1000
@@ -258,13 +259,14 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
         # so the second figure also holds egress's idle cost over the receipts' tail.
         watch.wait(ids, max(120, n / 50), status="sent")
         cpu_sent = {k: proc_cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+        threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu_seconds(pids["egress"]).items()}
+        if spy is not None:  # the profile covers the submissions, not the receipts' slow tail
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(30)
         finished = watch.wait(ids, max(120, n / 50))
         cpu = {k: proc_cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
         rss = {k: round(proc_peak_rss_mb(pid)) for k, pid in pids.items()}
         load = (round(load0, 1), round(os.getloadavg()[0], 1))
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-            spy.wait(30)
     finally:
         watch.halt.set()
         stack.stop_all()
@@ -284,6 +286,9 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
             "cpu_ms_per_submission": {k: round(v * 1000 / done, 3) for k, v in cpu.items()},
             "cpu_ms_per_submission_to_last_sent": {k: round(v * 1000 / done, 3)
                                                    for k, v in cpu_sent.items()},
+            "egress_threads_cpu_ms_per_submission_to_last_sent": {
+                k: round(v * 1000 / done, 3) for k, v in sorted(threads.items(), key=lambda kv: -kv[1])
+                if v > 0},
             "peak_rss_mb": rss, "database": db_url.split("@")[-1].split(":")[0],
             "load_average_before_after": load}
 

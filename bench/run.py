@@ -89,6 +89,22 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a process (the Python main thread, librdkafka's rdk:*
+    threads, asyncio's worker threads), so a figure says whose CPU it is."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        # rdk:broker1/localhost:9092... -> rdk:broker1; Python's own threads are all "python"
+        name = comm.split("/")[0] if comm.startswith("rdk:") else comm
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def load_average() -> str:
     """The machine's 1/5/15-minute load: benchmarks share it, and say how busy it was."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from services.core import topics
 from services.core.db.bridge_models import BridgeInbound
 from services.core.db.models import SenderNumber, Tenant
+from services.core.ids import stable_uuid
 from services.core.messages import message_id_for, parse_ts, record_accepted, request_mismatch
 from services.core.processor import Out, Rejected
 from services.core.schemas import EventInvalid, now_iso, parse_object, validate
@@ -130,7 +131,7 @@ class Gateway:
 
         now = now_iso()
         event.update(
-            event_id=str(uuid.uuid5(_NS, f"{tenant_id}\x1f{request_id}")),
+            event_id=stable_uuid(_NS, f"{tenant_id}\x1f{request_id}"),
             event_type=topics.SMS_OUTBOUND, produced_at=now, schema_version=1,
             tenant_id=tenant_id, message_id=message_id_for(tenant_id, request_id), source="erp",
             accepted_at=now)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from services.core.carriers import Carrier
+from services.core.ids import stable_uuid
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ _MO_NS = uuid.UUID("0c1f1d2e-8a33-4f7b-9b1e-2d4c6e8f0a11")
 
 def mo_message_id(carrier: str, carrier_message_id: str) -> str:
     """A carrier retrying the same MO webhook gets the same platform id (router dedupes)."""
-    return str(uuid.uuid5(_MO_NS, f"{carrier}\x1f{carrier_message_id}"))
+    return stable_uuid(_MO_NS, f"{carrier}\x1f{carrier_message_id}")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .db.models import Message, MessageEvent
 from .db.schemes import insert_ignore
+from .ids import stable_uuid
 from .sms_encoding import segment
 from .utc import aware
 
@@ -86,7 +87,7 @@ def request_mismatch(msg: Message, event: dict[str, Any]) -> list[str]:
 
 def message_id_for(tenant_id: str, request_id: str) -> str:
     """The same tenant and idempotency key always give the same platform message id."""
-    return str(uuid.uuid5(_NS, f"{tenant_id}\x1f{request_id}"))
+    return stable_uuid(_NS, f"{tenant_id}\x1f{request_id}")
 
 
 def parse_ts(value: str | None) -> datetime:

@@ -20,4 +20,8 @@ def aware(ts: datetime | None) -> datetime | None:
 
 def iso(ts: datetime) -> str:
     """``2026-11-28T10:00:00.000Z``: UTC, milliseconds, as the event schemas write times."""
-    return aware(ts).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    elif ts.tzinfo is not UTC:  # UTC already needs no conversion (one per status event)
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")

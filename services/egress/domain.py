@@ -20,6 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from services.carriers.base import Submission, SubmitResult
 from services.core.carriers import Carrier, route
 from services.core.db.models import Message, Tenant
+from services.core.ids import stable_uuid
 from services.core.messages import (
     OPTOUT_CONFIRMATION,
     Move,
@@ -73,7 +74,7 @@ def status_event(msg: Message, status: str, *, reason: str | None = None,
     # A later try (a DLQ replay, services/core/dlq_replay.py) announces its statuses anew.
     ev = new_event(
         "sms.status", tenant_id=msg.tenant_id,
-        event_id=str(uuid.uuid5(_STATUS_NS, history_event_id(msg, status))),
+        event_id=stable_uuid(_STATUS_NS, history_event_id(msg, status)),
         message_id=msg.id, request_id=msg.request_id, to=msg.recipient, status=status,
         reason=reason[:REASON_MAX] if reason else None,
         carrier=msg.carrier if carried else None,
@@ -163,9 +164,10 @@ def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool, te
         return d
 
     text = event["text"]  # the row may hold a redacted copy (services.core.messages.stored_text)
-    seg = segment(text)
-    if (msg.encoding, msg.segments) != (seg.encoding, seg.count):  # rows recorded before they were
-        msg.encoding, msg.segments = seg.encoding, seg.count     # set at insert; kept for billing
+    encoding, count = msg.encoding, msg.segments  # set at insert from this text
+    if not encoding or not count:  # rows recorded before they were set there; kept for billing
+        seg = segment(text)
+        encoding, count = msg.encoding, msg.segments = seg.encoding, seg.count
 
     preference = event.get("carrier_preference") or (tenant.carrier_preference if tenant else None)
     chosen = route(carriers, msg.recipient, preference)
@@ -175,7 +177,7 @@ def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool, te
 
     sender = event.get("from") or (tenant.default_sender if tenant else None)
     sub = Submission(message_id=msg.id, to=msg.recipient, sender=sender, text=text,
-                     encoding=seg.encoding, segments=seg.count)
+                     encoding=encoding, segments=count)
     d.plan = SendPlan(sub, [c.name for c in chosen],
                       parse_ts(expires_at) if expires_at else None)
     return d

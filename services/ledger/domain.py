@@ -40,6 +40,7 @@ from services.core.db.schemes import (
     begin_write,
     insert_ignore,
 )
+from services.core.ids import stable_uuid
 from services.core.messages import message_id_for
 from services.core.processor import Out
 from services.core.rows import insert_values, new_row
@@ -82,7 +83,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
 
 
 def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(_NS, "\x1f".join(parts)))
+    return stable_uuid(_NS, "\x1f".join(parts))
 
 
 def language_for(setting: str, member: str) -> str:

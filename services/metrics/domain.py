@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from services.core import topics
 from services.core.db.bridge_models import METRIC_FIELDS, MetricMessage, MetricPending, MetricWindow
 from services.core.db.models import Message, ProcessedEvent, SenderNumber
+from services.core.ids import stable_uuid
 from services.core.messages import parse_ts
 from services.core.schemas import new_event
 from services.core.utc import aware as _aware
@@ -334,7 +335,7 @@ def window_event(w: MetricWindow, now: datetime | None = None) -> tuple[str, str
                       window_start=_iso(w.window_start), window_end=_iso(w.window_end),
                       dimensions=dims, counts=counts, delivery_latency=latency,
                       revision=int(w.revision), emitted_at=_iso(now))
-    event["event_id"] = str(uuid.uuid5(_NS, f"{w.granularity}|{_iso(w.window_start)}|{key}|{w.revision}"))
+    event["event_id"] = stable_uuid(_NS, f"{w.granularity}|{_iso(w.window_start)}|{key}|{w.revision}")
     topic = topics.METRICS_MINUTE if w.granularity == "minute" else topics.METRICS_HOUR
     return topic, key, event
 

@@ -25,6 +25,7 @@ from services.core.compliance_words import HELP, OPT_OUT, Phrase
 from services.core.db.bridge_models import WebhookEndpoint
 from services.core.db.models import Keyword, OptOut, SenderNumber, Tenant
 from services.core.db.schemes import Brand
+from services.core.ids import stable_uuid
 from services.core.messages import message_id_for, parse_ts
 from services.core.metrics import UNMATCHED
 from services.core.processor import Out, Rejected
@@ -61,7 +62,7 @@ _NS = uuid.UUID("0f8a5c52-6d1e-4b7a-9e3c-2a41d7b9c615")
 
 
 def derived_id(message_id: str, purpose: str) -> str:
-    return str(uuid.uuid5(_NS, f"{message_id}\x1f{purpose}"))
+    return stable_uuid(_NS, f"{message_id}\x1f{purpose}")
 
 
 # -- text --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from services.core import topics
+from services.core.ids import stable_uuid
 from services.core.messages import message_id_for
 from services.core.processor import Out
 from services.core.schemas import new_event, now_iso
@@ -33,7 +34,7 @@ def outbound(tenant_id: str, request_id: str, to: str, text: str, *, category: s
              kind: str | None = None) -> Out:
     # The same request always carries the same event id, so consumers can dedupe a replay.
     value: dict[str, Any] = new_event(
-        topics.SMS_OUTBOUND, tenant_id, event_id=str(uuid.uuid5(_NS, f"{tenant_id}\x1f{request_id}")),
+        topics.SMS_OUTBOUND, tenant_id, event_id=stable_uuid(_NS, f"{tenant_id}\x1f{request_id}"),
         message_id=message_id_for(tenant_id, request_id),
         request_id=request_id, to=to, text=text, category=category, source="campaigns",
         campaign_id=campaign_id, in_reply_to=in_reply_to, accepted_at=now_iso(),

@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from services.core.carriers import Carrier
+from services.core.ids import stable_uuid
 from services.core.schemas import new_event, now_iso
 from services.core.topics import SMS_DELIVERY, SMS_INBOUND
 
@@ -247,14 +248,21 @@ class SmppConnector:
             s_ton, s_npi = 5, 0  # alphanumeric sender
         else:
             s_ton, s_npi = 0, int(o.source_npi or 0)
-        base = P.ShortMessage(
-            P.SUBMIT_SM, source_addr=src.lstrip("+"), destination_addr=sub.to.lstrip("+"),
+        fields = dict(
+            source_addr=src.lstrip("+"), destination_addr=sub.to.lstrip("+"),
             service_type=o.service_type, source_addr_ton=s_ton, source_addr_npi=s_npi,
             dest_addr_ton=o.dest_ton, dest_addr_npi=o.dest_npi, registered_delivery=1,
             data_coding=dc)
-        whole = T.encode(sub.text, dc, packed=packed)
-        if len(T.split(sub.text, dc, T.capacity(dc))) == 1:
-            return [_with(base, short_message=whole)]
+        # One part when the whole text fits: septets (one per octet unpacked), else octets.
+        if dc == T.DC_DEFAULT:
+            septets = T.gsm_septets(sub.text)
+            units, whole = len(septets), T.pack7(septets) if packed else septets
+        else:
+            whole = T.encode(sub.text, dc)
+            units = len(whole)
+        if units <= T.capacity(dc):
+            return [P.ShortMessage(P.SUBMIT_SM, short_message=whole, **fields)]
+        base = P.ShortMessage(P.SUBMIT_SM, **fields)
         if o.long_messages == "payload":
             return [_with(base, tlvs=(P.Tlv(P.TAG_MESSAGE_PAYLOAD, T.encode(sub.text, dc)),))]
         self._ref = (self._ref + 1) & 0xFFFF
@@ -379,7 +387,7 @@ class SmppConnector:
             if texts is None:
                 return  # stored; the part that completes the text publishes it
             text = "".join(texts)
-            mid = str(uuid.uuid5(_MO_NS, f"{self.name}\x1f{sender}\x1f{ref_key}"))
+            mid = stable_uuid(_MO_NS, f"{self.name}\x1f{sender}\x1f{ref_key}")
             fields.update(parts=len(texts), carrier_message_id=f"concat-{ref_key}")
         else:
             mid = str(uuid.uuid4())

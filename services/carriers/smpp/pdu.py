@@ -247,9 +247,12 @@ def _body(pdu: Pdu) -> bytes:
     return b""
 
 
-def encode(pdu: Pdu) -> bytes:
+def encode(pdu: Pdu, sequence: int | None = None) -> bytes:
+    """The PDU's bytes; ``sequence`` in its header instead of ``pdu.sequence`` when given (a
+    session numbers its requests as it writes them)."""
     body = _body(pdu)
-    return HEADER.pack(HEADER_LEN + len(body), pdu.command_id, pdu.status, pdu.sequence) + body
+    return HEADER.pack(HEADER_LEN + len(body), pdu.command_id, pdu.status,
+                       pdu.sequence if sequence is None else sequence) + body
 
 
 class _Reader:

@@ -4,13 +4,17 @@ SMSC's requests (deliver_sm, enquire_link, unbind) answered, and unbind after dr
 The session does not reconnect; ``connector.BindKeeper`` does (backoff with jitter). A
 deliver_sm is answered only when the ``on_deliver`` callback returns the status to answer
 with: the connector returns after the broker acknowledged what the PDU carried.
+
+Cheap per PDU, as egress pays for it per submission (bench/bench_smpp.py): what is written in
+one turn of the event loop leaves in one write (the window's submissions, woken together by
+the responses read together); frames are cut from one read buffer; requests wait on their
+future alone, and one timer task fails those past their deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +25,7 @@ from . import pdu as P
 log = logging.getLogger("herald.egress.smpp")
 
 DeliverHandler = Callable[[P.ShortMessage], Awaitable[int]]
+READ_CHUNK = 65536
 
 
 class SessionError(Exception):
@@ -43,6 +48,10 @@ class ResponseTimeout(SessionError):
 
 class NotBound(SessionError):
     """Nothing was written: the bind was down or closing."""
+
+
+class _Unframed(Exception):
+    """The stream cannot be cut into PDUs any more."""
 
 
 class NackError(SessionError):
@@ -77,6 +86,8 @@ class Session:
         self.on_deliver = on_deliver
         self._seq = itertools.count(1)
         self._pending: dict[int, asyncio.Future[P.Pdu]] = {}
+        self._deadlines: dict[int, tuple[float, float, int]] = {}  # seq -> (deadline, timeout, command)
+        self._out: list[bytes] = []  # written at the end of this turn of the loop
         self._window = asyncio.Semaphore(cfg.window)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -113,6 +124,7 @@ class Session:
         self._reader, self._writer = await asyncio.wait_for(
             asyncio.open_connection(c.host, c.port), c.connect_timeout_s)
         self._tasks.append(asyncio.create_task(self._read_loop(), name=f"{self.name}-read"))
+        self._tasks.append(asyncio.create_task(self._expiry_loop(), name=f"{self.name}-expiry"))
         bind = P.Bind(self.bind_command, c.system_id, c.password, c.system_type, 0x34, c.addr_ton,
                       c.addr_npi, c.address_range)
         try:
@@ -146,6 +158,7 @@ class Session:
     async def _abort(self, reason: str) -> None:
         if not self.close_reason:
             self.close_reason = reason
+        self._flush()  # what was queued in this turn (an unbind_resp, a nack) still goes
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(Exception):
@@ -159,6 +172,7 @@ class Session:
 
     def _fail_pending(self, exc: Exception) -> None:
         pending, self._pending = self._pending, {}
+        self._deadlines = {}
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(exc)
@@ -169,16 +183,35 @@ class Session:
         if self.closed.is_set() or self._writer is None:
             raise NotBound(f"not connected ({self.close_reason or 'never opened'})")
         seq = self._next_seq()
-        fut: asyncio.Future[P.Pdu] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[P.Pdu] = loop.create_future()
+        wait = timeout or self.cfg.response_timeout_s
+        data = P.encode(pdu, seq)  # before it is pending: a PduError leaves nothing behind
         self._pending[seq] = fut
+        self._deadlines[seq] = (loop.time() + wait, wait, pdu.command_id)
         try:
-            self._writer.write(P.encode(dataclasses.replace(pdu, sequence=seq)))
-            return await asyncio.wait_for(fut, timeout or self.cfg.response_timeout_s)
-        except TimeoutError:
-            raise ResponseTimeout(f"no answer to {P.command_name(pdu.command_id)} within "
-                                  f"{timeout or self.cfg.response_timeout_s:g}s") from None
+            self._write(data)
+            return await fut
         finally:
             self._pending.pop(seq, None)
+            self._deadlines.pop(seq, None)
+
+    async def _expiry_loop(self) -> None:
+        """Fail the requests unanswered past their deadline (ResponseTimeout), a few times a
+        second: one timer for the window instead of one per request."""
+        loop = asyncio.get_running_loop()
+        tick = min(0.25, self.cfg.response_timeout_s / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            late = [(seq, wait, cid) for seq, (deadline, wait, cid) in self._deadlines.items()
+                    if deadline <= now]
+            for seq, wait, cid in late:
+                self._deadlines.pop(seq, None)
+                fut = self._pending.get(seq)
+                if fut is not None and not fut.done():
+                    fut.set_exception(ResponseTimeout(
+                        f"no answer to {P.command_name(cid)} within {wait:g}s"))
 
     async def submit(self, sm: P.ShortMessage) -> P.MessageIdResp:
         """One submit_sm within the window; the response whatever its command_status."""
@@ -192,34 +225,57 @@ class Session:
         return resp
 
     def _send(self, pdu: P.Pdu) -> None:
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(P.encode(pdu))
+        self._write(P.encode(pdu))
+
+    def _write(self, data: bytes) -> None:
+        """Queue ``data``; what this turn of the loop queues leaves in one write after it."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._writer is not None and not self._writer.is_closing():
+            self._writer.write(out[0] if len(out) == 1 else b"".join(out))
 
     # -- reading --------------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         assert self._reader is not None
         reason = "connection lost"
+        buf = b""
         try:
             while True:
-                head = await self._reader.readexactly(P.HEADER_LEN)
-                try:
-                    length, cid, status, seq = P.parse_header(head)
-                except P.PduError as exc:
-                    # The stream cannot be re-framed after a bad length: nack, then drop it.
-                    self._send(P.Empty(P.GENERIC_NACK, 0, exc.status))
-                    reason = f"unreadable PDU: {exc.reason}"
-                    break
-                body = await self._reader.readexactly(length - P.HEADER_LEN)
-                try:
-                    pdu = P.decode(head + body)
-                except P.PduError as exc:
-                    log.warning("%s: refusing %s: %s", self.name, P.command_name(cid), exc.reason)
-                    if cid & P.RESP:
-                        self._resolve(seq, P.Empty(P.GENERIC_NACK, seq, exc.status))
-                    else:
-                        self._send(P.Empty(P.GENERIC_NACK, seq, exc.status))
-                    continue
-                self._dispatch(pdu)
+                chunk = await self._reader.read(READ_CHUNK)
+                if not chunk:
+                    raise asyncio.IncompleteReadError(buf, None)
+                buf = buf + chunk if buf else chunk
+                # every whole frame in the buffer; a partial one waits for the next read
+                pos, end = 0, len(buf)
+                while end - pos >= P.HEADER_LEN:
+                    try:
+                        length, cid, status, seq = P.parse_header(buf[pos:pos + P.HEADER_LEN])
+                    except P.PduError as exc:
+                        # The stream cannot be re-framed after a bad length: nack, then drop it.
+                        self._send(P.Empty(P.GENERIC_NACK, 0, exc.status))
+                        reason = f"unreadable PDU: {exc.reason}"
+                        self._flush()
+                        raise _Unframed from None
+                    if end - pos < length:
+                        break
+                    frame, pos = buf[pos:pos + length], pos + length
+                    try:
+                        pdu = P.decode(frame)
+                    except P.PduError as exc:
+                        log.warning("%s: refusing %s: %s", self.name, P.command_name(cid), exc.reason)
+                        if cid & P.RESP:
+                            self._resolve(seq, P.Empty(P.GENERIC_NACK, seq, exc.status))
+                        else:
+                            self._send(P.Empty(P.GENERIC_NACK, seq, exc.status))
+                        continue
+                    self._dispatch(pdu)
+                buf = buf[pos:]
+        except _Unframed:
+            pass
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             reason = f"connection lost: {type(exc).__name__}"
         except asyncio.CancelledError:

@@ -40,6 +40,7 @@ from services.core.db.schemes import (
     begin_write,
     insert_ignore,
 )
+from services.core.ids import stable_uuid
 from services.core.messages import message_id_for, parse_ts
 from services.core.processor import Out, Rejected
 from services.core.rows import insert_values, new_row
@@ -60,7 +61,7 @@ PROBE_SCAN = 1000  # queries of one code looked at when counting the numbers tha
 
 def derived_id(*parts: str) -> str:
     """A stable uuid for an effect of an event: the same inputs always give the same id."""
-    return str(uuid.uuid5(_NS, "\x1f".join(parts)))
+    return stable_uuid(_NS, "\x1f".join(parts))
 
 
 def points_entry_id(submission_id: str) -> str:
