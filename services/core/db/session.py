@@ -10,6 +10,13 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+# Prepared statements each SQLite connection keeps (Python's default: 128). A batch's
+# `IN (?, ?, …)` lists and multi-row statements have one SQL text per batch size, and a cached
+# statement keeps its compiled program and its last bound values: at 128, egress's connections
+# held about 30 MB of them in a campaign fan-out (docs/performance.md, egress's memory). A batch
+# cycle runs about a dozen distinct statements, so 32 still keeps the ones reused.
+SQLITE_CACHED_STATEMENTS = 32
+
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
@@ -26,7 +33,8 @@ def make_engine(url: str) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(u.database)), exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 10})
+        engine = create_engine(url, connect_args={"timeout": 10,
+                                                   "cached_statements": SQLITE_CACHED_STATEMENTS})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if u.get_backend_name() == "postgresql" and u.drivername == "postgresql":
