@@ -415,10 +415,13 @@ class BatchProcessor:
             "heartbeat.interval.ms": int(max(1.0, s.session_timeout_s / 5) * 1000),
             # a topic that appears (or grows) after start is noticed within this
             "topic.metadata.refresh.interval.ms": 30_000,
-            # Prefetch a few batches, not librdkafka's default 64 MB: resident memory stays low
-            # when a campaign puts 100,000 messages in front of egress.
-            "queued.min.messages": 5_000,
-            "queued.max.messages.kbytes": 8_192,
+            # Prefetch a few batches (two of 500 are in flight), not librdkafka's default 64 MB:
+            # resident memory stays low when a campaign puts 100,000 messages in front of egress.
+            # At 5,000 messages / 8 MB the prefetched records, their decompressed buffers and
+            # queue entries held ~16 MB of egress (heaptrack); 1,000 / 2 MB took ~10 MB off its
+            # peak at the same CPU per message (docs/performance.md, egress's memory).
+            "queued.min.messages": 1_000,
+            "queued.max.messages.kbytes": 2_048,
         }
 
     def producer_config(self) -> dict[str, Any]:
