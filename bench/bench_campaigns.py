@@ -13,8 +13,9 @@ notification campaign to all of them and measures:
 - at carrier: campaign created -> the simulator has accepted every message (end to end);
 - delivered: the same until the campaign report counts every message delivered;
 - the campaigns process's peak RSS (VmHWM from /proc/<pid>/status) and CPU seconds,
-- every processor's peak RSS (VmHWM, and the largest VmRSS sampled every 0.5 s) and CPU
-  seconds from the campaign's creation to the end, and CPU milliseconds per recipient,
+- every processor's peak RSS (VmHWM, and the largest VmRSS sampled every 0.5 s), its RSS when
+  the campaign is created (what start-up and imports cost), CPU seconds from the campaign's
+  creation to the end, and CPU milliseconds per recipient,
 - and exactly-once: the simulator's accepted submissions must equal the number of contacts.
 
 Not a test: it prints its figures (and writes them as JSON with --json PATH).
@@ -69,15 +70,16 @@ class RssSampler(threading.Thread):
 
 
 def processor_figures(pids: dict[str, int], samplers: dict[str, RssSampler], cpu0: dict[str, float],
-                      contacts: int) -> dict[str, dict]:
-    """Per processor: peak RSS (kernel's VmHWM and the largest sample), CPU seconds since cpu0
-    and CPU milliseconds per recipient."""
+                      rss0_kb: dict[str, int], contacts: int) -> dict[str, dict]:
+    """Per processor: peak RSS (kernel's VmHWM and the largest sample), RSS at the start
+    (``rss0_kb``), CPU seconds since cpu0 and CPU milliseconds per recipient."""
     out = {}
     for name, pid in pids.items():
         try:
             cpu = proc_cpu_seconds(pid) - cpu0[name]
             out[name] = {"peak_rss_mb": round(proc_status_kb(pid, "VmHWM") / 1024, 1),
                          "max_sampled_rss_mb": round(max(samplers[name].samples or [0]) / 1024, 1),
+                         "rss_at_start_mb": round(rss0_kb[name] / 1024, 1),
                          "cpu_s": round(cpu, 1), "cpu_ms_per_recipient": round(cpu * 1000 / contacts, 3)}
         except OSError:
             out[name] = {"exited": True}
@@ -136,6 +138,7 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
         for s in samplers.values():
             s.start()
         cpu_all0 = {name: proc_cpu_seconds(p) for name, p in pids.items()}
+        rss_all0 = {name: proc_status_kb(p, "VmRSS") for name, p in pids.items()}
         cpu0 = cpu_all0["campaigns"]
         load0 = load_average()
         t0 = time.monotonic()
@@ -184,7 +187,7 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
         result.update(
             load_average_before=load0,
             load_average_after=load_average(),
-            processors=processor_figures(pids, samplers, cpu_all0, contacts),
+            processors=processor_figures(pids, samplers, cpu_all0, rss_all0, contacts),
             campaigns_peak_rss_mb=round(proc_status_kb(pid, "VmHWM") / 1024, 1),
             campaigns_rss_before_mb=round(rss_idle_kb / 1024, 1),
             campaigns_rss_max_sampled_mb=round(max(sampler.samples or [0]) / 1024, 1),
