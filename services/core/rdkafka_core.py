@@ -417,11 +417,12 @@ class BatchProcessor:
             "topic.metadata.refresh.interval.ms": 30_000,
             # Prefetch a few batches (two of 500 are in flight), not librdkafka's default 64 MB:
             # resident memory stays low when a campaign puts 100,000 messages in front of egress.
-            # At 5,000 messages / 8 MB the prefetched records, their decompressed buffers and
-            # queue entries held ~16 MB of egress (heaptrack); 1,000 / 2 MB took ~10 MB off its
-            # peak at the same CPU per message (docs/performance.md, egress's memory).
-            "queued.min.messages": 1_000,
-            "queued.max.messages.kbytes": 2_048,
+            # The prefetched records, their decompressed buffers and queue entries hold ~16 MB
+            # of egress (heaptrack); 1,000 / 2 MB took ~10 MB off its peak but cost the
+            # verification path a quarter of its rate (the next batch waited for its records),
+            # so it stays at 5,000 / 8 MB (docs/performance.md, egress's memory).
+            "queued.min.messages": 5_000,
+            "queued.max.messages.kbytes": 8_192,
         }
 
     def producer_config(self) -> dict[str, Any]:
