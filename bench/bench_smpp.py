@@ -13,7 +13,8 @@ Two measurements:
   egress -> ``sms.status`` ``delivered``. Submissions per second (from producing the events to
   the last ``sent``, and to the last ``delivered``, by the status records' timestamps; egress
   announces ``sent`` per batch, so its first ``sent`` is no start), egress and broker
-  CPU per submission (/proc/<pid>/stat), peak RSS; ``--profile`` samples egress with py-spy.
+  CPU per submission (/proc/<pid>/stat; egress's also per thread), peak RSS; ``--profile`` samples
+  egress with py-spy up to the last ``sent``.
       python -m bench.bench_smpp --through-egress [--messages 5000] [--profile] [--smsc smpp34]
   ``--smsc smpp34``: smpp34's server in this process instead, sending each receipt at once
   (jSMPP's simulator sends at most ~100 receipts a second, so "to last delivered" is its figure).
