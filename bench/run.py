@@ -90,8 +90,9 @@ def proc_cpu_seconds(pid: int) -> float:
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU seconds per thread name of a process (the Python main thread, librdkafka's rdk:*
-    threads, asyncio's worker threads), so a figure says whose CPU it is."""
+    """CPU seconds per thread name of a process, so a figure says whose CPU it is: Python's own
+    threads (the event loop and asyncio's workers are all named "python") against librdkafka's
+    rdk:* threads."""
     out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:

@@ -11,7 +11,7 @@ docs/performance.md has the measurement behind the choice.
 
 Each core is imported only when a processor on it is made, so a librdkafka-core process never
 loads Faust, aiokafka and mode (about 15 MB of resident memory; docs/performance.md, egress's
-memory). The Faust core's names are still importable from here.
+memory). The Faust core's own classes are imported from ``services.core.faust_core``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ from .retry import TRANSIENT
 from .settings import Settings
 
 __all__ = ["TRANSIENT", "Handler", "In", "Out", "Processor", "Rejected"]
-
-# What the Faust core defines and callers have imported from this module.
-_FAUST_NAMES = frozenset({"FaustProcessor", "HeraldApp", "IdempotentProducer", "PatternConsumer",
-                          "QuietPartitionsConsumerThread", "QuietWorker", "partition_is_quiet"})
 
 
 class Processor:
@@ -50,10 +46,3 @@ class Processor:
             cls = FaustProcessor  # a subclass: Python runs its __init__ with the same arguments
         return super().__new__(cls)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _FAUST_NAMES:
-        from . import faust_core
-
-        return getattr(faust_core, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

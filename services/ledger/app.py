@@ -22,7 +22,6 @@ REDELIVERED = Counter("herald_ledger_redelivered_total", "Awards and redemptions
                       ["kind"])
 
 
-
 def build(settings: Settings | None = None) -> Processor:
     p = Processor("ledger", settings=settings, core="librdkafka")
     ledger = Ledger(p.settings.secret_key, on_redelivery=lambda kind: REDELIVERED.labels(kind).inc())

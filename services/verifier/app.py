@@ -21,8 +21,6 @@ from .domain import Verifier
 OUTCOMES = Counter("herald_verifier_outcomes_total", "Code submissions by outcome", ["outcome"])
 
 
-
-
 def build(settings: Settings | None = None) -> Processor:
     p = Processor("verifier", settings=settings, core="librdkafka")
     verifier = Verifier(p.settings.secret_key,

@@ -11,7 +11,8 @@ import faust.types as faust_types
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from services.core.processor import Processor, QuietPartitionsConsumerThread, partition_is_quiet
+from services.core.faust_core import QuietPartitionsConsumerThread, partition_is_quiet
+from services.core.processor import Processor
 
 
 @pytest.mark.parametrize("highwater, position, committed, read, quiet", [

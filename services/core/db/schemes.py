@@ -41,8 +41,6 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 DEFAULT_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I look-alikes; 32 symbols
 
 
-
-
 def begin_write(s: Session) -> None:
     """Start the session's transaction as the writer. On SQLite a transaction that reads first
     and writes later fails with SQLITE_BUSY_SNAPSHOT when another process wrote in between (the
