@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.core.db.models import Message, PendingDlr
-from services.core.messages import Move, parse_ts, transition_many
+from services.core.messages import MessageRow, Move, parse_ts, rows_where, transition_many
 from services.egress.domain import move, status_event
 from services.egress.optouts import aware
 
@@ -48,7 +48,7 @@ def _reason(carrier: str, dlr_status: str, error_code: str | None) -> str | None
     return f"carrier {carrier} reported {dlr_status}{code}"
 
 
-def apply_report(s: Session, msg: Message, *, carrier: str, dlr_status: str,
+def apply_report(s: Session, msg: Message | MessageRow, *, carrier: str, dlr_status: str,
                  error_code: str | None, reported_at: datetime) -> list[dict[str, Any]]:
     target = DLR_STATUS.get(dlr_status)
     if target is None:
@@ -61,19 +61,21 @@ def apply_report(s: Session, msg: Message, *, carrier: str, dlr_status: str,
     return out
 
 
-Refs = dict[tuple[str, str], Message]
+Refs = dict[tuple[str, str], Message | MessageRow]
 
 
 def messages_by_ref(s: Session, events: list[dict[str, Any]]) -> Refs:
-    """The messages the reports of a batch name by carrier id, in one query."""
+    """The messages the reports of a batch name by carrier id, in one query (plain rows: they
+    are read and moved, never changed in place)."""
     cmids = sorted({e["carrier_message_id"] for e in events})
     if not cmids:
         return {}
-    rows = s.scalars(select(Message).where(Message.carrier_message_id.in_(cmids)))
-    return {(m.carrier, m.carrier_message_id): m for m in rows if m.carrier}
+    rows = rows_where(s, Message.__table__.c.carrier_message_id.in_(cmids))
+    return {(m.carrier, m.carrier_message_id): m for m in rows if m.carrier and m.carrier_message_id}
 
 
-def find_message(s: Session, event: dict[str, Any], by_ref: Refs | None = None) -> Message | None:
+def find_message(s: Session, event: dict[str, Any],
+                 by_ref: Refs | None = None) -> Message | MessageRow | None:
     """By (carrier, carrier id); else by our id when the carrier echoed it and the report is
     about the submission we know of (or we know of none yet). ``by_ref``: the batch's
     ``messages_by_ref``, instead of a query."""
@@ -172,7 +174,7 @@ def match_pending(s: Session, msg: Message) -> list[dict[str, Any]]:
     return match_pending_many(s, [msg])
 
 
-def match_pending_many(s: Session, msgs: list[Message]) -> list[dict[str, Any]]:
+def match_pending_many(s: Session, msgs: list[Message | MessageRow]) -> list[dict[str, Any]]:
     """``match_pending`` for a batch of just-sent messages: one query finds the reports that
     waited for any of them (usually none)."""
     by_ref = {(m.carrier, m.carrier_message_id): m for m in msgs if m.carrier and m.carrier_message_id}

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from services.carriers.base import Submission, SubmitResult
 from services.core.carriers import Carrier, route
@@ -23,13 +22,15 @@ from services.core.db.models import Message, Tenant
 from services.core.ids import stable_uuid
 from services.core.messages import (
     OPTOUT_CONFIRMATION,
+    MessageRow,
     Move,
+    committed_setter,
     history_event_id,
     is_optout_confirmation,
+    load_rows,
     parse_ts,
     record_accepted,
     record_accepted_many,
-    transition,
     transition_many,
 )
 from services.core.schemas import new_event
@@ -62,12 +63,12 @@ class Decision:
     statuses: list[dict[str, Any]] = field(default_factory=list)
     plan: SendPlan | None = None
     duplicate: bool = False
-    # The message's row as this decision read it: recording the carrier's answer re-attaches it
-    # instead of reading it again (record_sent_batch's ``known``).
-    message: Message | None = None
+    # The message's row as this decision read it: recording the carrier's answer uses it instead
+    # of reading it again (record_sent_batch's ``known``).
+    message: Message | MessageRow | None = None
 
 
-def status_event(msg: Message, status: str, *, reason: str | None = None,
+def status_event(msg: Message | MessageRow, status: str, *, reason: str | None = None,
                  at: datetime | None = None) -> dict[str, Any]:
     """The sms.status event for ``msg`` having reached ``status``."""
     carried = status in ("sent", "delivered", "failed", "expired")
@@ -85,11 +86,11 @@ def status_event(msg: Message, status: str, *, reason: str | None = None,
     return ev
 
 
-def move(s: Session, msg: Message, status: str, *, reason: str | None = None,
+def move(s: Session, msg: Message | MessageRow, status: str, *, reason: str | None = None,
          carrier: str | None = None, at: datetime | None = None) -> list[dict[str, Any]]:
     """Transition and, only if it happened, the status event for it."""
     at = at or datetime.now(UTC)
-    if not transition(s, msg, status, reason=reason, carrier=carrier, at=at):
+    if not transition_many(s, [Move(msg, status, at, reason=reason, carrier=carrier)]):
         return []
     return [status_event(msg, status, reason=reason, at=at)]
 
@@ -144,8 +145,8 @@ def accept_batch(s: Session, events: list[dict[str, Any]], *, optouts: OptOutLoo
     return [d for d in decisions if d is not None]
 
 
-def _decide(s: Session, event: dict[str, Any], msg: Message, opted_out: bool, tenant: Tenant | None,
-            carriers: dict[str, Carrier], now: datetime) -> Decision:
+def _decide(s: Session, event: dict[str, Any], msg: Message | MessageRow, opted_out: bool,
+            tenant: Tenant | None, carriers: dict[str, Carrier], now: datetime) -> Decision:
     # Still 'accepted': ingress recorded it, or a previous try stopped before the carrier
     # answered; either way it still has to go out, and 'accepted' is announced (with a stable
     # event id, so announcing it again is harmless).
@@ -190,28 +191,25 @@ def record_sent(s: Session, message_id: str, result: SubmitResult,
 
 
 def record_sent_batch(s: Session, results: list[tuple[str, SubmitResult]],
-                      now: datetime | None = None, known: dict[str, Message] | None = None,
-                      ) -> list[tuple[Message, list[dict[str, Any]]]]:
+                      now: datetime | None = None,
+                      known: dict[str, Message | MessageRow] | None = None,
+                      ) -> list[tuple[Message | MessageRow, list[dict[str, Any]]]]:
     """``record_sent`` for many messages in four statements: their rows, their carrier ids, the
     move to 'sent' of those still 'accepted' (a conditional UPDATE ... RETURNING, so a DLR
     that settled one first keeps it settled), and the history rows of the moves.
 
-    ``known``: rows read by the decision of the same messages (detached since), attached to this
-    session instead of read again. What they say may be stale (a delivery report may have moved
-    one since): the conditional move re-reads the rows it loses on, as ever."""
+    ``known``: rows read by the decision of the same messages, used instead of reading them
+    again. What they say may be stale (a delivery report may have moved one since): the
+    conditional move re-reads the rows it loses on, as ever."""
     now = now or datetime.now(UTC)
-    ids = [mid for mid, _ in results]
-    msgs: dict[str, Message] = {}
     known = known or {}
-    for mid in ids:
+    msgs: dict[str, Message | MessageRow] = {}
+    for mid, _ in results:
         row = known.get(mid)
-        if row is not None and mid not in msgs:
-            s.add(row)  # persistent again, no statement
+        if row is not None:
             msgs[mid] = row
-    missing = [mid for mid in ids if mid not in msgs]
-    if missing:
-        msgs.update({m.id: m for m in s.scalars(select(Message).where(Message.id.in_(missing)))})
-    for mid in ids:
+    msgs.update(load_rows(s, {mid for mid, _ in results if mid not in msgs}))
+    for mid, _ in results:
         if mid not in msgs:
             raise LookupError(f"message {mid} vanished after it was sent")
     t = Message.__table__
@@ -223,8 +221,10 @@ def record_sent_batch(s: Session, results: list[tuple[str, SubmitResult]],
               [{"mid": mid, "c": r.carrier, "cmid": r.carrier_message_id}
                for mid, r in sorted(results, key=lambda pair: pair[0])])
     for mid, r in results:
-        set_committed_value(msgs[mid], "carrier", r.carrier)
-        set_committed_value(msgs[mid], "carrier_message_id", r.carrier_message_id)
+        msg = msgs[mid]
+        put = committed_setter(msg)
+        put(msg, "carrier", r.carrier)
+        put(msg, "carrier_message_id", r.carrier_message_id)
     moved = {m.msg.id for m in transition_many(
         s, [Move(msgs[mid], "sent", now, carrier=r.carrier) for mid, r in results])}
     return [(msgs[mid], [status_event(msgs[mid], "sent", at=now)] if mid in moved else [])

@@ -515,3 +515,30 @@ def test_reports_echoing_our_ids_before_the_submit_responses_are_applied_as_a_ba
     assert [(row(db, m).status, row(db, m).carrier_message_id) for m in mids] == [
         ("delivered", f"SM-e{i}") for i in range(3)]
     assert sent(db, mids[0], cmid="SM-e0") == []  # the submit response after it: no 'sent'
+
+
+def test_the_rows_a_batch_records_are_returned_as_the_database_holds_them(db, optouts):
+    """The rows a batch inserts come back as they were written, not read back: they must say
+    what a later read says (times compared as UTC), for new rows and for ones already there."""
+    from services.core.messages import MessageRow, load_rows, record_accepted_many
+    from services.core.utc import aware
+
+    old = outbound("kept-1")
+    accept(db, optouts, old)
+    batch = [old, outbound("fresh-1"), outbound("fresh-2", to="+8613800138000", text="你好" * 80,
+                                                category="marketing", campaign_id="c-1")]
+    with db.session() as s:
+        written = record_accepted_many(s, batch)
+    with db.session() as s:
+        read = load_rows(s, [e["message_id"] for e in batch])
+    assert set(written) == set(read) == {e["message_id"] for e in batch}
+    for mid, row in written.items():
+        assert isinstance(row, MessageRow)
+        again = read[mid]
+        for name in MessageRow.__slots__:
+            a, b = getattr(row, name), getattr(again, name)
+            if name.endswith("_at"):
+                a, b = aware(a), aware(b)
+            assert a == b, (mid, name, a, b)
+    assert written[batch[2]["message_id"]].encoding == "ucs2"
+    assert written[batch[2]["message_id"]].segments == 3
