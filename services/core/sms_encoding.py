@@ -35,6 +35,7 @@ assert len(_GSM7_BASIC_TABLE) == 128
 GSM7_BASIC_CHARS: frozenset[str] = frozenset(_GSM7_BASIC_TABLE) - {"\x1b"}
 # Extension table: each is sent as ESC + code, so it costs 2 septets.
 GSM7_EXTENSION_CHARS: frozenset[str] = frozenset("\x0c^{}\\[~]|€")
+_GSM7_CHARS = GSM7_BASIC_CHARS | GSM7_EXTENSION_CHARS
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Segmentation:
 
 def is_gsm7(text: str) -> bool:
     """True if every character of `text` is in the GSM 03.38 basic or extension table."""
-    return all(ch in GSM7_BASIC_CHARS or ch in GSM7_EXTENSION_CHARS for ch in text)
+    return _GSM7_CHARS.issuperset(text)
 
 
 def _gsm7_cost(ch: str) -> int:
@@ -77,7 +78,10 @@ def segment(text: str) -> Segmentation:
     never split; a part may therefore hold one unit less than the limit. Empty text is one
     empty part. `"".join(result.parts) == text` always holds.
     """
-    if is_gsm7(text):
+    chars = set(text)
+    if chars <= GSM7_BASIC_CHARS and len(text) <= GSM7_SINGLE_LIMIT:  # most texts: one part
+        return Segmentation(encoding="gsm7", parts=[text], units=len(text))
+    if chars <= _GSM7_CHARS:
         encoding: Encoding = "gsm7"
         cost = _gsm7_cost
         single_limit, part_limit = GSM7_SINGLE_LIMIT, GSM7_PART_LIMIT

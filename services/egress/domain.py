@@ -41,6 +41,7 @@ from services.core.utc import iso
 # same event to consumers that deduplicate on event_id.
 _STATUS_NS = uuid.UUID("0c7f3b2e-55d1-4d0a-9a57-3f1e8b6c2d94")
 REASON_MAX = 512  # sms.status reason maxLength
+_CARRIED = frozenset({"sent", "delivered", "failed", "expired"})  # statuses that name the carrier
 
 
 class OptOutLookup(Protocol):
@@ -71,19 +72,17 @@ class Decision:
 def status_event(msg: Message | MessageRow, status: str, *, reason: str | None = None,
                  at: datetime | None = None) -> dict[str, Any]:
     """The sms.status event for ``msg`` having reached ``status``."""
-    carried = status in ("sent", "delivered", "failed", "expired")
     # A later try (a DLQ replay, services/core/dlq_replay.py) announces its statuses anew.
-    ev = new_event(
-        "sms.status", tenant_id=msg.tenant_id,
-        event_id=stable_uuid(_STATUS_NS, history_event_id(msg, status)),
-        message_id=msg.id, request_id=msg.request_id, to=msg.recipient, status=status,
-        reason=reason[:REASON_MAX] if reason else None,
-        carrier=msg.carrier if carried else None,
-        carrier_message_id=msg.carrier_message_id if carried else None,
-        segments=msg.segments, encoding=msg.encoding,
-        occurred_at=iso(at or msg.updated_at),
-    )
-    return ev
+    fields: dict[str, Any] = {
+        "message_id": msg.id, "request_id": msg.request_id, "to": msg.recipient, "status": status,
+        "occurred_at": iso(at or msg.updated_at)}
+    if reason:
+        fields["reason"] = reason[:REASON_MAX]
+    if status in _CARRIED:
+        fields["carrier"], fields["carrier_message_id"] = msg.carrier, msg.carrier_message_id
+    fields["segments"], fields["encoding"] = msg.segments, msg.encoding
+    return new_event("sms.status", msg.tenant_id,
+                     event_id=stable_uuid(_STATUS_NS, history_event_id(msg, status)), **fields)
 
 
 def move(s: Session, msg: Message | MessageRow, status: str, *, reason: str | None = None,
