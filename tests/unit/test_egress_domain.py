@@ -542,3 +542,13 @@ def test_the_rows_a_batch_records_are_returned_as_the_database_holds_them(db, op
             assert a == b, (mid, name, a, b)
     assert written[batch[2]["message_id"]].encoding == "ucs2"
     assert written[batch[2]["message_id"]].segments == 3
+
+
+def test_a_plain_message_row_has_every_column_of_the_messages_table():
+    """A column added to ``messages`` must be added to ``MessageRow`` too (egress reads rows
+    through it), and the row written at insert must fill every one of them."""
+    from services.core.messages import MessageRow, _row
+
+    columns = {c.name for c in Message.__table__.columns}
+    assert set(MessageRow.__slots__) == columns
+    assert set(_row(outbound("cols-1"))) == columns
