@@ -16,7 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from . import metrics
 from .db import Database
 from .health import HealthCheck
-from .kafka import AsyncProducer
+from .kafka import AsyncProducer, BrokerUnavailable
 from .settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # would be by a load balancer, and the request is idempotent by its request id. Only the type
 # is logged: a database error's text can carry connection details.
 RETRY_AFTER_S = 5
-_UNAVAILABLE = (KafkaException, BufferError, OperationalError, InterfaceError)
+_UNAVAILABLE = (KafkaException, BrokerUnavailable, BufferError, OperationalError, InterfaceError)
 
 
 @web.middleware

@@ -68,6 +68,11 @@ class SimulatorConfig:
     dlr_concurrency: int = _setting(
         16, "HERALD_SIM_DLR_CONCURRENCY", "most DLR POSTs in flight at once"
     )
+    dlr_batch: int = _setting(
+        1, "HERALD_SIM_DLR_BATCH",
+        "most reports per DLR POST; above 1, the reports due together go in one "
+        '{"reports": [...]} body, as aggregators that batch their callbacks send them',
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SimulatorConfig:
@@ -97,8 +102,8 @@ class SimulatorConfig:
             raise ValueError("dlr_secret must not be empty")
         if self.dlr_delay_ms < 0 or self.dlr_backoff_ms < 0:
             raise ValueError("dlr_delay_ms and dlr_backoff_ms must be >= 0")
-        if self.dlr_attempts < 1 or self.dlr_concurrency < 1:
-            raise ValueError("dlr_attempts and dlr_concurrency must be >= 1")
+        if self.dlr_attempts < 1 or self.dlr_concurrency < 1 or self.dlr_batch < 1:
+            raise ValueError("dlr_attempts, dlr_concurrency and dlr_batch must be >= 1")
         return self
 
 
@@ -275,6 +280,9 @@ class Simulator:
         self._session: aiohttp.ClientSession | None = None
         self._dlr_slots = asyncio.Semaphore(config.dlr_concurrency)
         self._dlr_tasks: set[asyncio.Task[None]] = set()
+        # dlr_batch > 1: reports due, each with its submission and the future its sender awaits
+        self._due: list[tuple[dict[str, Any], Submission, asyncio.Future[None]]] = []
+        self._flushing = False
 
     def _default_behaviour(self) -> Behaviour:
         return Behaviour(dlr_delay_ms=self.config.dlr_delay_ms)
@@ -404,56 +412,85 @@ class Simulator:
     ) -> None:
         try:
             await asyncio.sleep(delay_s)
-            body = json.dumps(
-                {
-                    "carrier_message_id": sub.carrier_message_id,
-                    "reference": sub.reference,
-                    "status": status,
-                    "error_code": error_code,
-                    "reported_at": _utc_now_iso(),
-                },
-                separators=(",", ":"),
-            ).encode()
-            signature = hmac.new(self.config.dlr_secret.encode(), body, hashlib.sha256)
-            headers = {
-                "Content-Type": "application/json",
-                "X-Herald-Signature": f"sha256={signature.hexdigest()}",
+            report = {
+                "carrier_message_id": sub.carrier_message_id,
+                "reference": sub.reference,
+                "status": status,
+                "error_code": error_code,
+                "reported_at": _utc_now_iso(),
             }
-            cfg = self.config
-            reason = ""
-            for attempt in range(1, cfg.dlr_attempts + 1):
-                retryable = True
-                async with self._dlr_slots:
-                    try:
-                        assert self._session is not None
-                        async with self._session.post(
-                            cfg.dlr_url, data=body, headers=headers
-                        ) as resp:
-                            if 200 <= resp.status < 300:
-                                sub.dlr = "sent"
-                                self.stats["dlr_sent"] += 1
-                                return
-                            reason = f"HTTP {resp.status}"
-                            # Other 4xx (bad signature, unknown id) will not improve on retry.
-                            retryable = resp.status >= 500 or resp.status in (408, 429)
-                    except (aiohttp.ClientError, TimeoutError) as exc:
-                        reason = f"{type(exc).__name__}: {exc}"
-                if not retryable or attempt == cfg.dlr_attempts:
-                    break
-                await asyncio.sleep(cfg.dlr_backoff_ms / 1000 * 2 ** (attempt - 1))
-            sub.dlr = "failed"
-            self.stats["dlr_failed"] += 1
-            log.warning(
-                "%s gave up on DLR for %s after %d attempt(s): %s",
-                cfg.name,
-                sub.carrier_message_id,
-                attempt,
-                reason,
-            )
+            if self.config.dlr_batch > 1:
+                done = asyncio.get_running_loop().create_future()
+                self._due.append((report, sub, done))
+                if not self._flushing:
+                    self._flushing = True
+                    task = asyncio.create_task(self._flush_reports())
+                    self._dlr_tasks.add(task)
+                    task.add_done_callback(self._dlr_tasks.discard)
+                await done
+            else:
+                await self._post_reports(report, [sub])
         except asyncio.CancelledError:
             if sub.dlr == "pending":
                 sub.dlr = "cancelled"
             raise
+
+    async def _flush_reports(self) -> None:
+        """Post the reports due, ``dlr_batch`` per body, until none are left."""
+        try:
+            while self._due:
+                batch = self._due[: self.config.dlr_batch]
+                del self._due[: self.config.dlr_batch]
+                try:
+                    await self._post_reports({"reports": [r for r, _, _ in batch]},
+                                             [sub for _, sub, _ in batch])
+                finally:
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._flushing = False
+
+    async def _post_reports(self, doc: dict[str, Any], subs: list[Submission]) -> None:
+        """POST one signed body carrying the reports of ``subs``, retried with backoff."""
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        signature = hmac.new(self.config.dlr_secret.encode(), body, hashlib.sha256)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Herald-Signature": f"sha256={signature.hexdigest()}",
+        }
+        cfg = self.config
+        reason = ""
+        for attempt in range(1, cfg.dlr_attempts + 1):
+            retryable = True
+            async with self._dlr_slots:
+                try:
+                    assert self._session is not None
+                    async with self._session.post(cfg.dlr_url, data=body, headers=headers) as resp:
+                        if 200 <= resp.status < 300:
+                            for sub in subs:
+                                sub.dlr = "sent"
+                            self.stats["dlr_sent"] += len(subs)
+                            return
+                        reason = f"HTTP {resp.status}"
+                        # Other 4xx (bad signature, unknown id) will not improve on retry.
+                        retryable = resp.status >= 500 or resp.status in (408, 429)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    reason = f"{type(exc).__name__}: {exc}"
+            if not retryable or attempt == cfg.dlr_attempts:
+                break
+            await asyncio.sleep(cfg.dlr_backoff_ms / 1000 * 2 ** (attempt - 1))
+        for sub in subs:
+            sub.dlr = "failed"
+        self.stats["dlr_failed"] += len(subs)
+        log.warning(
+            "%s gave up on %d DLR(s) (%s) after %d attempt(s): %s",
+            cfg.name,
+            len(subs),
+            subs[0].carrier_message_id,
+            attempt,
+            reason,
+        )
 
     async def control(self, request: web.Request) -> web.Response:
         try:

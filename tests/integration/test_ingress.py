@@ -157,6 +157,21 @@ def test_dlr_webhook_is_published_keyed_by_message(stack, ingress):
     assert dlr["status"] == "delivered" and dlr["message_id"] == mid and dlr["carrier"] == "sim"
 
 
+def test_a_batched_dlr_webhook_publishes_each_readable_report_and_names_the_refused_one(stack, ingress):
+    proc, _, _ = ingress
+    mids = [str(uuid.uuid4()) for _ in range(3)]
+    reports = [{"carrier_message_id": f"b-{i}", "reference": mid, "status": "DELIVRD"}
+               for i, mid in enumerate(mids)]
+    reports.insert(1, {"carrier_message_id": "b-bad", "status": "bogus"})
+    r = signed_post(f"{proc.url}/carriers/sim/dlr", {"reports": reports})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["accepted"] == 3 and [x["index"] for x in answer["refused"]] == [1]
+    got = read_topic(stack.bootstrap, stack.topic("sms.delivery"), until=lambda r: len(r) >= 3)
+    assert sorted(d["message_id"] for d in got) == sorted(mids)  # each keyed by its message
+    assert {d["status"] for d in got} == {"delivered"}
+
+
 def test_send_rate_limit_answers_429_with_retry_after(stack):
     key = seed_tenant(stack, "busy")
     proc = stack.start("services.ingress", HERALD_API_RATE_PER_SECOND="0.5",

@@ -63,8 +63,9 @@ class Platform:
 
 
 def start_platform(stack: Stack, tmp: Path, *, egress_workers: int = 1, carrier_rate: float = 1000,
-                   **env: str) -> Platform:
-    """``carrier_rate``: the simulated carrier's submissions per second (egress's token bucket)."""
+                   sim_dlr_batch: int = 1, **env: str) -> Platform:
+    """``carrier_rate``: the simulated carrier's submissions per second (egress's token bucket);
+    ``sim_dlr_batch``: most delivery reports per DLR webhook (1: one report per request)."""
     sim_port, ingress_port = free_port(), free_port()
     carriers = tmp / "carriers.json"
     carriers.write_text(json.dumps({"carriers": [{
@@ -76,6 +77,7 @@ def start_platform(stack: Stack, tmp: Path, *, egress_workers: int = 1, carrier_
     common = {"HERALD_CARRIERS_FILE": str(carriers), **env}
     sim = stack.start("services.simulator", port=sim_port, health=False,
                       HERALD_SIM_PORT=str(sim_port), HERALD_SIM_DLR_DELAY_MS="100",
+                      HERALD_SIM_DLR_BATCH=str(sim_dlr_batch),
                       HERALD_SIM_DLR_URL=f"http://127.0.0.1:{ingress_port}/carriers/sim/dlr")
     wait_until(lambda: httpx.get(f"{sim.url}/health", timeout=2).status_code == 200, 30,
                what="simulator up")

@@ -90,3 +90,47 @@ def test_token_bucket_allows_the_burst_then_says_how_long_to_wait():
     wait = tb.take("t")
     assert 0 < wait <= 1.0
     assert tb.take("other") == 0.0  # tenants do not share a bucket
+
+
+def _webhook(name: str) -> bytes:
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parents[2] / "services/carriers/http/testdata/webhooks" / name).read_bytes()
+
+
+def test_a_batched_dlr_body_gives_each_readable_report_and_names_the_refused_one_by_index():
+    import json
+
+    from services.carriers.base import WebhookRequest
+    from services.carriers.http.webhooks import JsonWebhooks
+    from services.core.carriers import Carrier
+    from services.core.schemas import encode
+
+    unit = JsonWebhooks(Carrier("sim", webhook_secret="s"))
+    got = unit.parse(WebhookRequest("dlr", "http://h/carriers/sim/dlr", {}, _webhook("dlr_batch_mixed.json")))
+    assert [(e["carrier_message_id"], e["status"]) for e in got.deliveries] == [
+        ("c-1", "delivered"), ("c-3", "undeliverable")]
+    assert got.deliveries[0]["message_id"] == "6f1c2a4e-1b7d-4c1e-9a55-0d1e2f3a4b5c"
+    assert got.deliveries[1]["error_code"] == "034"
+    assert got.deliveries[1]["reported_at"] == "2026-12-01T02:00:03.000Z"
+    for e in got.deliveries:
+        encode("sms.delivery", e)  # each one valid on the topic
+    answer = json.loads(got.answer_body)
+    assert got.answer_type == "application/json"
+    assert answer["accepted"] == 2
+    assert [r["index"] for r in answer["refused"]] == [1]
+    assert "maybe" in answer["refused"][0]["reason"]
+
+
+@pytest.mark.parametrize("reports, reason", [
+    ([], "non-empty list"),
+    ("c-1", "non-empty list"),
+    ([{"carrier_message_id": "c", "status": "maybe"}], "no readable report: #0"),
+    ([{"carrier_message_id": "c", "status": "delivered"}] * 1001, "at most 1000 reports"),
+])
+def test_a_batched_dlr_body_with_nothing_readable_is_refused_with_the_reason(reports, reason):
+    from services.carriers.http.webhooks import parse_dlr_batch
+    from services.core.sending import BadRequest
+
+    with pytest.raises(BadRequest, match=reason):
+        parse_dlr_batch("sim", reports)

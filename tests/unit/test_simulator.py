@@ -42,6 +42,7 @@ class DlrReceiver:
 
     secret: str
     fail_first: int = 0
+    delay_s: float = 0.0  # how long each answer takes
     calls: int = 0
     received: asyncio.Queue = field(default_factory=asyncio.Queue)
     bad_signatures: list[bytes] = field(default_factory=list)
@@ -55,6 +56,7 @@ class DlrReceiver:
             return web.Response(status=401)
         if self.calls <= self.fail_first:
             return web.Response(status=500)
+        await asyncio.sleep(self.delay_s)
         await self.received.put(json.loads(raw))
         return web.Response(status=204)
 
@@ -64,9 +66,9 @@ class DlrReceiver:
 
 @asynccontextmanager
 async def carrier(
-    fail_first: int = 0, **config: Any
+    fail_first: int = 0, receiver_delay_s: float = 0.0, **config: Any
 ) -> AsyncIterator[tuple[TestClient, DlrReceiver]]:
-    receiver = DlrReceiver(secret=SECRET, fail_first=fail_first)
+    receiver = DlrReceiver(secret=SECRET, fail_first=fail_first, delay_s=receiver_delay_s)
     receiver_app = web.Application()
     receiver_app.router.add_post("/carriers/sim/dlr", receiver.handle)
     async with TestServer(receiver_app, host="127.0.0.1") as receiver_server:
@@ -449,5 +451,42 @@ def test_drop_connection_resets_the_submit_with_no_answer_and_records_it_only_af
             assert (await (await client.get("/stats")).json())["dropped"] == 1
             await control(client, drop_connection=None)
             assert (await submit(client)).status == 200
+
+    run(go)
+
+
+def test_batched_dlrs_go_several_to_a_signed_body_and_each_is_marked_sent():
+    async def go():
+        # The receiver answers slowly: the reports that come due meanwhile wait for the next body.
+        async with carrier(dlr_batch=4, receiver_delay_s=0.2) as (client, receiver):
+            ids = [(await (await submit(client, reference=f"ref-{i}")).json())["carrier_message_id"]
+                   for i in range(10)]
+            got: list[dict[str, Any]] = []
+            bodies = 0
+            while len(got) < 10:
+                body = await receiver.next_dlr()
+                bodies += 1
+                assert set(body) == {"reports"} and 1 <= len(body["reports"]) <= 4
+                got += body["reports"]
+            assert sorted(r["carrier_message_id"] for r in got) == sorted(ids)
+            assert {r["reference"] for r in got} == {f"ref-{i}" for i in range(10)}
+            assert 3 <= bodies <= 5  # due together, sent together, never more than 4 a body
+            assert receiver.bad_signatures == []
+            stats = await (await client.get("/stats")).json()
+            assert stats["dlr_sent"] == 10
+            rows = await (await client.get("/submissions")).json()
+            assert {r["dlr"] for r in rows} == {"sent"}
+
+    run(go)
+
+
+def test_a_batched_dlr_body_is_retried_whole_until_the_receiver_accepts_it():
+    async def go():
+        async with carrier(fail_first=2, dlr_attempts=4, dlr_batch=8) as (client, receiver):
+            await submit(client, reference="ref-a")
+            body = await receiver.next_dlr()
+            assert [r["reference"] for r in body["reports"]] == ["ref-a"]
+            assert receiver.calls == 3
+            assert (await (await client.get("/stats")).json())["dlr_sent"] == 1
 
     run(go)

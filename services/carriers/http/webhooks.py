@@ -1,10 +1,14 @@
 """Webhooks of Herald's own JSON dialect (what services/simulator speaks): MO and DLR as JSON
 bodies, signed ``X-Herald-Signature: sha256=<hex HMAC of the body>`` or, with
-``"webhook_auth": "token"``, a shared ``X-Herald-Token``. Fixtures: testdata/webhooks/."""
+``"webhook_auth": "token"``, a shared ``X-Herald-Token``. A DLR body is one report, or
+``{"reports": [...]}`` carrying up to ``MAX_REPORTS`` of them (carriers that batch their
+callbacks): the readable ones are published, and the answer names each one refused by its
+index. Fixtures: testdata/webhooks/."""
 
 from __future__ import annotations
 
 import hmac
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +28,8 @@ from services.core.sending import text_field as _str
 from services.core.sms_encoding import decode_carrier_text, segment
 
 from ..base import Inbound, MoPart, WebhookRequest, mo_message_id, register_webhooks
+
+MAX_REPORTS = 1000  # delivery reports in one batched DLR body
 
 # The carrier's words for a delivery outcome -> sms.delivery's vocabulary.
 DLR_STATUS = {
@@ -133,4 +139,30 @@ class JsonWebhooks:
     def parse(self, req: WebhookRequest) -> Inbound:
         if req.kind == "mo":
             return Inbound(mo=(parse_mo(self.carrier.name, read_json(req.body)),))
-        return Inbound(deliveries=(parse_dlr(self.carrier.name, read_json(req.body)),))
+        body = read_json(req.body)
+        if isinstance(body, dict) and "reports" in body:
+            return parse_dlr_batch(self.carrier.name, body["reports"])
+        return Inbound(deliveries=(parse_dlr(self.carrier.name, body),))
+
+
+def parse_dlr_batch(carrier: str, reports: Any) -> Inbound:
+    """``{"reports": [...]}`` -> the delivery events of the readable reports, and an answer that
+    counts them and names each refused one (index and reason), so the carrier need not send the
+    good ones again. Nothing readable at all: BadRequest with the first reasons."""
+    if not isinstance(reports, list) or not reports:
+        raise BadRequest("'reports' must be a non-empty list of delivery reports")
+    if len(reports) > MAX_REPORTS:
+        raise BadRequest(f"at most {MAX_REPORTS} reports per request, got {len(reports)}")
+    events: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    for i, report in enumerate(reports):
+        try:
+            events.append(parse_dlr(carrier, report))
+        except BadRequest as exc:
+            refused.append({"index": i, "reason": str(exc)})
+    if not events:
+        raise BadRequest("no readable report: " + "; ".join(
+            f"#{r['index']}: {r['reason']}" for r in refused[:5]))
+    answer = {"status": "accepted", "accepted": len(events), "refused": refused}
+    return Inbound(deliveries=tuple(events), answer_type="application/json",
+                   answer_body=json.dumps(answer, ensure_ascii=False).encode("utf-8"))
