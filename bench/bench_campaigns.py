@@ -37,7 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import load_average, proc_cpu_seconds  # noqa: E402
+from bench.run import CARRIER_BATCH, DLR_BATCH, load_average, proc_cpu_seconds  # noqa: E402
 from services.core.db.migrate import upgrade  # noqa: E402
 from services.core.topics import ensure_topics  # noqa: E402
 from tests.support.infra import Broker, Stack  # noqa: E402
@@ -109,7 +109,10 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
         key = seed_tenant(stack, "bench", number=NUMBER)
         # The carrier allows the tenant's rate (the platform's default, 1,000/s, would cap a
         # 100,000-recipient run at 100 s by itself).
-        plat = None if expand_only else start_platform(stack, tmp, carrier_rate=max(1000.0, rate))
+        # The carrier side batches as bench/run.py's does (DLR_BATCH, CARRIER_BATCH).
+        plat = None if expand_only else start_platform(
+            stack, tmp, carrier_rate=max(1000.0, rate), sim_dlr_batch=DLR_BATCH,
+            carrier_batch=CARRIER_BATCH)
         camp = stack.start("services.campaigns", HERALD_CAMPAIGNS_CHUNK_SIZE=str(chunk),
                            HERALD_LOG_LEVEL="warn")
         pid = camp.popen.pid

@@ -2,7 +2,8 @@
 as bench/run.py measures it, with longer runs after a longer warm-up: the broker's JIT and the
 processors' caches warm before anything counts. For comparing two trees back to back.
 
-    python -m bench.bench_inbound [--events 3000] [--runs 3] [--warmup 1000] [--dlr-batch 50]
+    python -m bench.bench_inbound [--events 3000] [--runs 3] [--warmup 1000]
+        [--dlr-batch 50] [--carrier-batch 50]
 
 Prints one line per run (rate, latencies, CPU ms per message per process) and writes
 ``bench/results/bench-inbound.json``. Its broker is the one on HERALD_BENCH_KAFKA_PORT (19192),
@@ -26,6 +27,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--dlr-batch", type=int, default=suite.DLR_BATCH,
                     help="most delivery reports per DLR webhook from the simulator (1: one each)")
+    ap.add_argument("--carrier-batch", type=int, default=suite.CARRIER_BATCH,
+                    help="most messages per submit request to the simulator (0: one each)")
     a = ap.parse_args()
     broker = Broker(int(os.environ.get("HERALD_BENCH_KAFKA_PORT", "19192")))
     started = broker.start()
@@ -37,7 +40,7 @@ def main() -> int:
 
     try:
         results = suite.with_platform(broker, os.environ.get("HERALD_BENCH_DATABASE_URL"), 3, 1, runs,
-                                      dlr_batch=a.dlr_batch)
+                                      dlr_batch=a.dlr_batch, carrier_batch=a.carrier_batch)
     finally:
         if started:
             broker.stop()

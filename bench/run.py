@@ -236,13 +236,15 @@ def inbound_path(plat, n: int, rate: float | None, concurrency: int = 64) -> dic
 
 
 # The simulator posts its delivery reports up to this many to a request, as aggregators that
-# batch their callbacks do: the carrier side shares the machine and must not be what bounds the
-# figures (ingress publishes a request's reports in one produce). 1: a request per report.
+# batch their callbacks do, and egress submits up to CARRIER_BATCH messages a request to its
+# batch endpoint: the carrier side shares the machine and must not be what bounds the figures.
+# DLR_BATCH 1 and CARRIER_BATCH 0: a request per report and per message.
 DLR_BATCH = 50
+CARRIER_BATCH = 50
 
 
 def with_platform(broker: Broker, db_url: str | None, partitions: int, workers: int, fn,
-                  dlr_batch: int = DLR_BATCH):
+                  dlr_batch: int = DLR_BATCH, carrier_batch: int = CARRIER_BATCH):
     stack = Stack(broker.bootstrap, db_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db")
     if db_url and db_url.startswith("postgresql"):
         empty_postgres(db_url)
@@ -251,7 +253,7 @@ def with_platform(broker: Broker, db_url: str | None, partitions: int, workers: 
     seed_tenant(stack, "bench", number=NUMBER, keywords=[("INFO", "reply", {"reply_text": "Herald: OK"})])
     tmp = Path(tempfile.mkdtemp())
     env = {"HERALD_LOG_LEVEL": "warn"}
-    plat = start_platform(stack, tmp, sim_dlr_batch=dlr_batch, **env)
+    plat = start_platform(stack, tmp, sim_dlr_batch=dlr_batch, carrier_batch=carrier_batch, **env)
     extra: list[Proc] = []
     for _ in range(workers - 1):
         extra.append(stack.start("services.router", HERALD_CARRIERS_FILE=str(tmp / "carriers.json"), **env))

@@ -9,6 +9,7 @@ set of workers taking the next item does the same with no waiters at all.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -34,14 +35,17 @@ async def bounded_map(fn: Callable[[T], Awaitable[R]], items: Sequence[T], limit
 
 
 class Coalescing(Generic[T, R]):
-    """Calls from concurrent coroutines gathered into one call of ``run_batch`` in a worker
-    thread: while a batch runs, the calls that arrive wait and go together in the next one, so
-    a lone call runs at once and a busy moment pays one thread hop and one transaction for
-    many. ``run_batch`` returns one result per item, in order; if it raises, every call of that
-    batch raises the same exception. At most ``max_batch`` items per call."""
+    """Calls from concurrent coroutines gathered into one call of ``run_batch``: while a batch
+    runs, the calls that arrive wait and go together in the next one, so a lone call runs at
+    once and a busy moment pays one thread hop and one transaction (or one request) for many.
+    A plain ``run_batch`` runs in a worker thread, a coroutine function on the event loop.
+    ``run_batch`` returns one result per item, in order; if it raises, every call of that batch
+    raises the same exception. At most ``max_batch`` items per call."""
 
-    def __init__(self, run_batch: Callable[[list[T]], Sequence[R]], max_batch: int = 256) -> None:
+    def __init__(self, run_batch: Callable[[list[T]], Sequence[R] | Awaitable[Sequence[R]]],
+                 max_batch: int = 256) -> None:
         self._run_batch = run_batch
+        self._on_loop = inspect.iscoroutinefunction(run_batch)
         self._max_batch = max_batch
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._draining = False
@@ -61,7 +65,9 @@ class Coalescing(Generic[T, R]):
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]
                 try:
-                    results = await asyncio.to_thread(self._run_batch, [item for item, _ in batch])
+                    items = [item for item, _ in batch]
+                    results = (await self._run_batch(items) if self._on_loop  # type: ignore[misc]
+                               else await asyncio.to_thread(self._run_batch, items))
                     if len(results) != len(batch):
                         raise RuntimeError(f"run_batch gave {len(results)} results for {len(batch)} items")
                 except BaseException as exc:  # noqa: BLE001 - each caller gets it

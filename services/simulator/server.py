@@ -2,6 +2,8 @@
 
 Endpoints
 - POST /submit        bearer-authenticated MT submit; 200 {"carrier_message_id", "status"}
+- POST /submit/batch  {"messages": [...]} (up to 1,000), each checked as /submit checks it;
+                      200 {"results": [{"http_status": <its status>, ...its answer}, ...]}
 - POST /control       change behaviour (see `Behaviour`); GET /control shows it
 - GET  /submissions   recorded accepted submits, filter with ?to= and ?reference=
 - DELETE /submissions forget recorded submits
@@ -11,7 +13,8 @@ Endpoints
 Checks on /submit run in this order, so tests can reason about which answer wins:
 latency, down (503), drop_connection before_accept, bearer token (401), throttle (429),
 body (400), reject_prefix (400), fail_ratio (fail_status, 503 by default), accept (then
-drop_connection after_accept).
+drop_connection after_accept). /submit/batch refuses the whole request on the checks up to
+throttle and a body that is not a list of messages; the rest are per message.
 """
 
 from __future__ import annotations
@@ -232,6 +235,9 @@ _CONTROLS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
+MAX_BATCH = 1000  # messages in one /submit/batch request
+
+
 def _parse_submit(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
@@ -333,10 +339,10 @@ class Simulator:
 
     # handlers
 
-    async def submit(self, request: web.Request) -> web.Response:
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """What the carrier answers a whole request with before reading it (down, unauthorized,
+        throttled), or None to go on."""
         b = self.behaviour
-        if b.latency_ms:
-            await asyncio.sleep(b.latency_ms / 1000)
         if b.down:
             self.stats["failed"] += 1
             return _error(503, "service unavailable")
@@ -352,21 +358,22 @@ class Simulator:
             return web.json_response(
                 {"error": "throttled"}, status=429, headers={"Retry-After": "1"}
             )
+        return None
+
+    async def _one(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """One message of a request: (HTTP status, answer) as /submit answers it."""
+        b = self.behaviour
         try:
-            try:
-                body = await request.json()
-            except ValueError:  # JSONDecodeError, or bytes that are not text
-                raise BadRequest("body is not valid JSON") from None
             fields_ = _parse_submit(body)
         except BadRequest as exc:
             self.stats["malformed"] += 1
-            return _error(400, "malformed body", reason=str(exc))
+            return 400, {"error": "malformed body", "reason": str(exc)}
         if b.reject_prefix and fields_["to"].startswith(b.reject_prefix):
             self.stats["rejected"] += 1
-            return _error(400, "invalid destination")
+            return 400, {"error": "invalid destination"}
         if b.fail_ratio and self._should_fail():
             self.stats["failed"] += 1
-            return _error(b.fail_status, "temporarily unavailable")
+            return b.fail_status, {"error": "temporarily unavailable"}
 
         sub = Submission(
             **fields_,
@@ -394,11 +401,58 @@ class Simulator:
             task.add_done_callback(self._dlr_tasks.discard)
         else:
             sub.dlr = "disabled"
-        if b.drop_connection == "after_accept":
+        return 200, {"carrier_message_id": sub.carrier_message_id, "status": "accepted"}
+
+    async def _read_json(self, request: web.Request) -> Any:
+        try:
+            return await request.json()
+        except ValueError:  # JSONDecodeError, or bytes that are not text
+            raise BadRequest("body is not valid JSON") from None
+
+    async def submit(self, request: web.Request) -> web.Response:
+        if self.behaviour.latency_ms:
+            await asyncio.sleep(self.behaviour.latency_ms / 1000)
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            body = await self._read_json(request)
+            if not isinstance(body, dict):
+                raise BadRequest("body must be a JSON object")
+        except BadRequest as exc:
+            self.stats["malformed"] += 1
+            return _error(400, "malformed body", reason=str(exc))
+        status, answer = await self._one(body)
+        if self.behaviour.drop_connection == "after_accept":
             return self._drop_connection(request)
-        return web.json_response(
-            {"carrier_message_id": sub.carrier_message_id, "status": "accepted"}
-        )
+        return web.json_response(answer, status=status)
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        """``{"messages": [...]}``: each message as /submit takes it, answered in one
+        ``{"results": [{"http_status": <what /submit would give>, ...its answer}, ...]}`` in
+        the same order. Down, unauthorized or throttled refuse the whole request."""
+        if self.behaviour.latency_ms:
+            await asyncio.sleep(self.behaviour.latency_ms / 1000)
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            body = await self._read_json(request)
+            messages = body.get("messages") if isinstance(body, dict) else None
+            if not isinstance(messages, list) or not messages:
+                raise BadRequest("'messages' must be a non-empty list")
+            if len(messages) > MAX_BATCH:
+                raise BadRequest(f"at most {MAX_BATCH} messages per request")
+        except BadRequest as exc:
+            self.stats["malformed"] += 1
+            return _error(400, "malformed body", reason=str(exc))
+        results = []
+        for message in messages:
+            status, answer = await self._one(message)
+            results.append({**answer, "http_status": status})
+        if self.behaviour.drop_connection == "after_accept":
+            return self._drop_connection(request)
+        return web.json_response({"results": results})
 
     def _drop_connection(self, request: web.Request) -> web.Response:
         """Cut the connection with no answer (the sender sees it reset)."""
@@ -558,6 +612,7 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
     app[SIMULATOR] = sim
     app.cleanup_ctx.append(sim.lifecycle)
     app.router.add_post("/submit", sim.submit)
+    app.router.add_post("/submit/batch", sim.submit_batch)
     app.router.add_post("/control", sim.control)
     app.router.add_get("/control", sim.show_control)
     app.router.add_get("/submissions", sim.list_submissions)

@@ -63,9 +63,11 @@ class Platform:
 
 
 def start_platform(stack: Stack, tmp: Path, *, egress_workers: int = 1, carrier_rate: float = 1000,
-                   sim_dlr_batch: int = 1, **env: str) -> Platform:
+                   sim_dlr_batch: int = 1, carrier_batch: int = 0, **env: str) -> Platform:
     """``carrier_rate``: the simulated carrier's submissions per second (egress's token bucket);
-    ``sim_dlr_batch``: most delivery reports per DLR webhook (1: one report per request)."""
+    ``sim_dlr_batch``: most delivery reports per DLR webhook (1: one report per request);
+    ``carrier_batch``: most messages per submit request, to the simulator's /submit/batch (0: a
+    request per message, to /submit)."""
     sim_port, ingress_port = free_port(), free_port()
     carriers = tmp / "carriers.json"
     carriers.write_text(json.dumps({"carriers": [{
@@ -73,7 +75,9 @@ def start_platform(stack: Stack, tmp: Path, *, egress_workers: int = 1, carrier_
         "api_token": TOKEN, "webhook_auth": "hmac", "webhook_secret": SECRET, "prefixes": ["+"],
         "priority": 10, "rate_per_second": carrier_rate, "timeout_s": 3,
         # a carrier on the same host answers in about a millisecond: a few connections carry it
-        "options": {"max_connections": 4}}]}))
+        "options": {"max_connections": 4, **({
+            "batch_url": f"http://127.0.0.1:{sim_port}/submit/batch", "batch_max": carrier_batch}
+            if carrier_batch else {})}}]}))
     common = {"HERALD_CARRIERS_FILE": str(carriers), **env}
     sim = stack.start("services.simulator", port=sim_port, health=False,
                       HERALD_SIM_PORT=str(sim_port), HERALD_SIM_DLR_DELAY_MS="100",

@@ -247,3 +247,56 @@ def test_waiting_for_a_pooled_connection_does_not_count_against_the_carrier_time
     results, seen = run(go)
     assert results == [SubmitResult("c", "acme")] * 4
     assert len({r.peer for r in seen}) == 1
+
+
+def test_submissions_made_together_go_to_a_batch_url_in_one_request_each_with_its_own_answer():
+    async def go():
+        app = create_app(SimulatorConfig(api_token=TOKEN, dlr_delay_ms=60_000))
+        requests: list[int] = []
+
+        @web.middleware
+        async def count(request: web.Request, handler):
+            requests.append(len((await request.json())["messages"]))
+            return await handler(request)
+
+        app.middlewares.append(count)
+        async with TestServer(app, host="127.0.0.1") as server:
+            sim = app[SIMULATOR]
+            sim.behaviour.dlr_enabled = False
+            sim.behaviour.reject_prefix = "+999"
+            conn = HttpConnector(carrier(submit_url=str(server.make_url("/submit")), options={
+                "batch_url": str(server.make_url("/submit/batch")), "batch_max": 4}))
+            try:
+                subs = [submission(message_id=f"m-{i}", to="+99912345" if i == 2 else "+8613812345678")
+                        for i in range(6)]
+
+                async def one(s: Submission) -> SubmitResult | CarrierError:
+                    try:
+                        return await conn.submit(s)
+                    except CarrierError as exc:
+                        return exc
+
+                got = await asyncio.gather(*(one(s) for s in subs))
+                assert requests == [4, 2]  # made in the same turn of the loop: 4 a request
+                by_ref = {row.reference: row.carrier_message_id for row in sim.submissions}
+                assert set(by_ref) == {f"m-{i}" for i in range(6)} - {"m-2"}
+                for i, result in enumerate(got):
+                    if i == 2:
+                        assert isinstance(result, RejectedByCarrier) and "invalid destination" in result.reason
+                    else:
+                        assert result == SubmitResult(by_ref[f"m-{i}"], "acme")
+
+                sim.behaviour.throttle = True  # the whole request refused: each message told so
+                both = await asyncio.gather(one(submission(message_id="t-1")), one(submission(message_id="t-2")))
+                assert all(isinstance(r, Throttled) and r.retry_after == 1.0 for r in both)
+            finally:
+                await conn.close()
+
+    run(go)
+
+
+def test_a_batch_url_is_refused_for_a_dialect_with_its_own_body():
+    from services.carriers.twilio.connector import TwilioConnector
+
+    with pytest.raises(ValueError, match="JSON dialect only"):
+        TwilioConnector(carrier(options={"batch_url": "http://carrier.test/batch", "account_sid": "AC1"}))

@@ -3,6 +3,13 @@
 Protocol (what services/simulator speaks): POST ``submit_url`` with
 ``{"to", "from", "text", "encoding", "segments", "reference"}``; 200 answers
 ``{"carrier_message_id"}``; 429 carries Retry-After; 4xx carries ``{"error", "reason"?}``.
+
+A carrier that takes many messages per request names its ``batch_url`` (option): submissions
+made at the same moment go together as ``{"messages": [...]}``, up to ``batch_max`` (option,
+default 50) a request, and the answer ``{"results": [...]}`` holds one answer per message, in
+order, each with the ``http_status`` a single submit would have had. Each message's answer is
+read as a single submit's is; a whole request refused (429, 5xx, no connection) fails each of
+its messages the same way, and egress retries or fails each one over as ever.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import aiohttp
 import orjson
 
 from services.core.carriers import Carrier
+from services.core.concurrency import Coalescing
 
 from ..base import (
     CarrierError,
@@ -86,6 +94,12 @@ class HttpConnector:
         self._headers = {"Authorization": authorization or f"Bearer {carrier.api_token}"}
         self._connector_factory = connector_factory
         self._session: aiohttp.ClientSession | None = None
+        self._batch_url = carrier.options.get("batch_url") or None
+        self._batch: Coalescing[Submission, SubmitResult | CarrierError] | None = None
+        if self._batch_url:
+            if type(self)._request is not HttpConnector._request:
+                raise ValueError(f"carrier {carrier.name!r}: batch_url is for the JSON dialect only")
+            self._batch = Coalescing(self._submit_batch, int(carrier.options.get("batch_max", 50)))
 
     def _open(self) -> aiohttp.ClientSession:
         # Made inside the running loop (aiohttp binds a session to it), once per connector.
@@ -116,10 +130,24 @@ class HttpConnector:
         return {"json": body}
 
     async def submit(self, sub: Submission) -> SubmitResult:
+        if self._batch is not None:
+            result = await self._batch(sub)
+            if isinstance(result, CarrierError):
+                raise result
+            return result
+        answer = await self._post(self._url, **self._request(sub))
+        try:
+            return self._result(answer)
+        except CarrierError as exc:
+            log.debug("%s refused %s: HTTP %d %s", self.name, sub.message_id, answer.status, exc.reason)
+            raise
+
+    async def _post(self, url: str, **body: Any) -> Answer:
+        """One POST, read whole; what went wrong on the way as the named carrier errors."""
         session = self._session or self._open()
         try:
-            async with session.post(self._url, allow_redirects=False, **self._request(sub)) as resp:
-                answer = Answer(resp.status, resp.headers, await resp.read(), resp.charset)
+            async with session.post(url, allow_redirects=False, **body) as resp:
+                return Answer(resp.status, resp.headers, await resp.read(), resp.charset)
         except aiohttp.ConnectionTimeoutError:
             # Nothing reached the carrier, so failing over cannot send the message twice.
             raise ConnectionFailed("connect timeout: timed out") from None
@@ -132,11 +160,32 @@ class HttpConnector:
                                  "a full answer") from None
         except aiohttp.ClientError as exc:
             raise TransientError(self._clean(f"{type(exc).__name__}: {exc}")) from None
+
+    async def _submit_batch(self, subs: list[Submission]) -> list[SubmitResult | CarrierError]:
+        """One request for the submissions made together: each one's result or named error."""
+        answer = await self._post(self._batch_url or "",
+                                  json={"messages": [self._request(s)["json"] for s in subs]})
+        if not 200 <= answer.status < 300:
+            self._result(answer)  # raises the error the whole request's answer names
         try:
-            return self._result(answer)
-        except CarrierError as exc:
-            log.debug("%s refused %s: HTTP %d %s", self.name, sub.message_id, answer.status, exc.reason)
-            raise
+            results = orjson.loads(answer.body).get("results")
+        except (ValueError, AttributeError):
+            results = None
+        if not isinstance(results, list) or len(results) != len(subs):
+            # The carrier may hold them, but without their ids no DLR can be matched.
+            raise TransientError(self._clean(f"HTTP {answer.status} without a result per message"))
+        out: list[SubmitResult | CarrierError] = []
+        for sub, item in zip(subs, results, strict=True):
+            status = item.get("http_status", 200) if isinstance(item, dict) else 200
+            try:
+                one = Answer(int(status), {}, orjson.dumps(item))
+                out.append(self._result(one))
+            except CarrierError as exc:
+                log.debug("%s refused %s: HTTP %s %s", self.name, sub.message_id, status, exc.reason)
+                out.append(exc)
+            except (TypeError, ValueError):
+                out.append(TransientError(self._clean(f"unreadable answer for one message: {item!r}")))
+        return out
 
     def _result(self, resp: Answer) -> SubmitResult:
         status = resp.status
