@@ -339,10 +339,12 @@ class Simulator:
 
     # handlers
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
-        """What the carrier answers a whole request with before reading it (down, unauthorized,
-        throttled), or None to go on."""
+    async def _refusal(self, request: web.Request) -> web.Response | None:
+        """After the configured latency: what the carrier answers a whole request with before
+        reading it (down, unauthorized, throttled), or None to go on."""
         b = self.behaviour
+        if b.latency_ms:
+            await asyncio.sleep(b.latency_ms / 1000)
         if b.down:
             self.stats["failed"] += 1
             return _error(503, "service unavailable")
@@ -410,9 +412,7 @@ class Simulator:
             raise BadRequest("body is not valid JSON") from None
 
     async def submit(self, request: web.Request) -> web.Response:
-        if self.behaviour.latency_ms:
-            await asyncio.sleep(self.behaviour.latency_ms / 1000)
-        refused = self._refusal(request)
+        refused = await self._refusal(request)
         if refused is not None:
             return refused
         try:
@@ -431,9 +431,7 @@ class Simulator:
         """``{"messages": [...]}``: each message as /submit takes it, answered in one
         ``{"results": [{"http_status": <what /submit would give>, ...its answer}, ...]}`` in
         the same order. Down, unauthorized or throttled refuse the whole request."""
-        if self.behaviour.latency_ms:
-            await asyncio.sleep(self.behaviour.latency_ms / 1000)
-        refused = self._refusal(request)
+        refused = await self._refusal(request)
         if refused is not None:
             return refused
         try:

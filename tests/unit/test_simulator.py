@@ -490,3 +490,28 @@ def test_a_batched_dlr_body_is_retried_whole_until_the_receiver_accepts_it():
             assert (await (await client.get("/stats")).json())["dlr_sent"] == 1
 
     run(go)
+
+
+def test_a_batch_submit_answers_each_message_as_a_single_submit_would_in_order():
+    async def go():
+        async with carrier(dlr_delay_ms=60_000) as (client, _):
+            await control(client, reject_prefix="+999")
+            resp = await client.post("/submit/batch", headers=AUTH, json={"messages": [
+                message(reference="b-1"), message(to="+99912345", reference="b-2"),
+                {"to": "+8613812345678"}, message(reference="b-4")]})
+            assert resp.status == 200
+            results = (await resp.json())["results"]
+            assert [r["http_status"] for r in results] == [200, 400, 400, 200]
+            assert results[1]["error"] == "invalid destination"
+            assert results[2]["error"] == "malformed body" and "missing field" in results[2]["reason"]
+            rows = await (await client.get("/submissions")).json()
+            assert [r["reference"] for r in rows] == ["b-1", "b-4"]
+            assert [r["carrier_message_id"] for r in rows] == [results[0]["carrier_message_id"],
+                                                               results[3]["carrier_message_id"]]
+            for body in ({"messages": []}, {"messages": "x"}, [message()],
+                         {"messages": [message()] * 1001}):
+                bad = await client.post("/submit/batch", headers=AUTH, json=body)
+                assert bad.status == 400, body
+            assert (await client.post("/submit/batch", json={"messages": [message()]})).status == 401
+
+    run(go)
