@@ -3,7 +3,7 @@ as bench/run.py measures it, with longer runs after a longer warm-up: the broker
 processors' caches warm before anything counts. For comparing two trees back to back.
 
     python -m bench.bench_inbound [--events 3000] [--runs 3] [--warmup 1000]
-        [--dlr-batch 50] [--carrier-batch 50]
+        [--dlr-batch 50] [--carrier-batch 50] [--rate 500]
 
 Prints one line per run (rate, latencies, CPU ms per message per process) and writes
 ``bench/results/bench-inbound.json``. Its broker is the one on HERALD_BENCH_KAFKA_PORT (19192),
@@ -27,6 +27,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--dlr-batch", type=int, default=suite.DLR_BATCH,
                     help="most delivery reports per DLR webhook from the simulator (1: one each)")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="webhooks offered per second (default: as fast as 64 in flight allow)")
     ap.add_argument("--carrier-batch", type=int, default=suite.CARRIER_BATCH,
                     help="most messages per submit request to the simulator (0: one each)")
     a = ap.parse_args()
@@ -36,7 +38,7 @@ def main() -> int:
 
     def runs(plat) -> list[dict]:
         suite.inbound_path(plat, a.warmup, None)
-        return [suite.inbound_path(plat, a.events, None) for _ in range(a.runs)]
+        return [suite.inbound_path(plat, a.events, a.rate) for _ in range(a.runs)]
 
     try:
         results = suite.with_platform(broker, os.environ.get("HERALD_BENCH_DATABASE_URL"), 3, 1, runs,
