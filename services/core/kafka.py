@@ -141,7 +141,9 @@ class AsyncProducer:
         return fut
 
     async def send_many(self, items: list[tuple[str, dict[str, Any], str | None]]) -> None:
-        await asyncio.gather(*(self.send(t, e, k) for t, e, k in items))
+        """``send`` for many events: all validated before any is produced, then produced at once
+        and acknowledged together (``send_all``: one wake-up of the event loop, not one each)."""
+        await self.send_all([(t, encode(schema_for_topic(t), e), k) for t, e, k in items])
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)

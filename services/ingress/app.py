@@ -27,7 +27,6 @@ from services.core.health import HealthCheck
 from services.core.kafka import AsyncProducer
 from services.core.messages import history
 from services.core.ratelimit import KeyedTokenBucket, per_key_limit_error, retry_after
-from services.core.schemas import encode
 from services.core.settings import Settings, get_settings
 from services.core.tenancy import KeyRefused, KeyResolver
 from services.core.webservice import add_health_routes, close_stores_on_cleanup, open_stores, serve
@@ -95,11 +94,10 @@ class Ingress:
             return _error(400, str(exc))
         for event in mo:
             await self.producer.send(topics.SMS_INBOUND, event, key=event["from"])
-        if inbound.deliveries:  # all of a request's reports in one produce, acknowledged together
-            await self.producer.send_all([
-                (topics.SMS_DELIVERY, encode(topics.SMS_DELIVERY, event),
-                 event.get("message_id") or event["carrier_message_id"])
-                for event in inbound.deliveries])
+        # all of a request's reports in one produce, acknowledged together
+        await self.producer.send_many([
+            (topics.SMS_DELIVERY, event, event.get("message_id") or event["carrier_message_id"])
+            for event in inbound.deliveries])
         metrics.HTTP_REQUESTS.labels(NAME, kind, "200" if mo or kind == "dlr" else "202").inc()
         if inbound.answer_type is not None:
             return web.Response(body=inbound.answer_body, content_type=inbound.answer_type)
