@@ -29,7 +29,11 @@ class Carrier:
 
     def serves(self, number: str) -> int:
         """Length of the longest matching prefix (0: does not serve the number)."""
-        return max((len(p) for p in self.prefixes if number.startswith(p)), default=0)
+        best = 0
+        for p in self.prefixes:
+            if len(p) > best and number.startswith(p):
+                best = len(p)
+        return best
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -56,5 +60,6 @@ def route(carriers: dict[str, Carrier], number: str, preference: list[str] | Non
     """Carriers that serve ``number``, best first: the tenant's preference order, then longest
     prefix, then priority. Egress tries them in this order (failover)."""
     pref = {name: i for i, name in enumerate(preference or [])}
-    candidates = [c for c in carriers.values() if c.serves(number)]
-    return sorted(candidates, key=lambda c: (pref.get(c.name, len(pref)), -c.serves(number), c.priority))
+    ranked = [((pref.get(c.name, len(pref)), -n, c.priority), i, c)
+              for i, c in enumerate(carriers.values()) if (n := c.serves(number))]
+    return [c for *_, c in sorted(ranked)]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .db.models import Message, MessageEvent
-from .db.schemes import insert_ignore
+from .db.schemes import among, insert_ignore
 from .ids import stable_uuid
 from .sms_encoding import segment
 from .utc import aware
@@ -196,7 +196,7 @@ def rows_where(s: Session, where: Any) -> list[MessageRow]:
 def load_rows(s: Session, ids: Iterable[str]) -> dict[str, MessageRow]:
     """The rows of these messages (those that exist) as ``MessageRow``s, in one statement."""
     ids = list(ids)
-    return {r.id: r for r in rows_where(s, Message.__table__.c.id.in_(ids))} if ids else {}
+    return {r.id: r for r in rows_where(s, among(s, Message.__table__.c.id, ids))} if ids else {}
 
 
 def committed_setter(msg: Message | MessageRow) -> Callable[[Any, str, Any], None]:
@@ -315,7 +315,7 @@ def transition_many(s: Session, moves: list[Move]) -> list[Move]:
             break
         fresh = {row.id: row for row in s.execute(
             select(Message.__table__.c.id, Message.__table__.c.status, Message.__table__.c.updated_at)
-            .where(Message.__table__.c.id.in_([m.msg.id for m in lost])))}
+            .where(among(s, Message.__table__.c.id, [m.msg.id for m in lost])))}
         todo = []
         for m in lost:
             row = fresh.get(m.msg.id)
@@ -341,7 +341,7 @@ def _transition_round(s: Session, moves: list[Move], done: list[Move]) -> list[M
     lost: list[Move] = []
     for (seen, status), group in groups.items():
         by_id = {m.msg.id: m for m in group}
-        # The statements keep one shape whatever the batch (an expanding IN, bound values), so
+        # The statements keep one shape whatever the batch (the ids as one value), so
         # SQLAlchemy compiles each once: a CASE with a branch per row was compiled again for
         # every batch and cost more than the database's own work (bench/bench_egress_db.py).
         own = {(m.at, m.reason, m.carrier) for m in group}
@@ -349,7 +349,7 @@ def _transition_round(s: Session, moves: list[Move], done: list[Move]) -> list[M
         if len(own) == 1:  # one time, reason and carrier for all (record_sent_batch's 'now')
             at, reason, carrier = own.pop()
             values.update(updated_at=at, reason=reason, **({"carrier": carrier} if carrier else {}))
-        stmt = update(t).where(t.c.id.in_(list(by_id)), t.c.status == seen).values(**values)
+        stmt = update(t).where(among(s, t.c.id, by_id), t.c.status == seen).values(**values)
         moved_ids = set(s.execute(stmt.returning(t.c.id)).scalars())
         moved = [m for i, m in by_id.items() if i in moved_ids]
         lost += [m for i, m in by_id.items() if i not in moved_ids]

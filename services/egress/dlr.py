@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.core.db.models import Message, PendingDlr
+from services.core.db.schemes import among
 from services.core.messages import MessageRow, Move, parse_ts, rows_where, transition_many
 from services.egress.domain import move, status_event
 from services.egress.optouts import aware
@@ -70,7 +71,7 @@ def messages_by_ref(s: Session, events: list[dict[str, Any]]) -> Refs:
     cmids = sorted({e["carrier_message_id"] for e in events})
     if not cmids:
         return {}
-    rows = rows_where(s, Message.__table__.c.carrier_message_id.in_(cmids))
+    rows = rows_where(s, among(s, Message.__table__.c.carrier_message_id, cmids))
     return {(m.carrier, m.carrier_message_id): m for m in rows if m.carrier and m.carrier_message_id}
 
 
@@ -181,7 +182,7 @@ def match_pending_many(s: Session, msgs: list[Message | MessageRow]) -> list[dic
     if not by_ref:
         return []
     rows = s.scalars(select(PendingDlr).where(
-        PendingDlr.carrier_message_id.in_(sorted({ref for _, ref in by_ref})))
+        among(s, PendingDlr.carrier_message_id, sorted({ref for _, ref in by_ref})))
         .order_by(PendingDlr.reported_at, PendingDlr.id)).all()
     out: list[dict[str, Any]] = []
     for row in rows:

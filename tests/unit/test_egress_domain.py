@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from services.carriers.base import SubmitResult
 from services.core.carriers import Carrier
@@ -552,3 +552,22 @@ def test_a_plain_message_row_has_every_column_of_the_messages_table():
     columns = {c.name for c in Message.__table__.columns}
     assert set(MessageRow.__slots__) == columns
     assert set(_row(outbound("cols-1"))) == columns
+
+
+def test_a_list_of_ids_longer_than_sqlites_variable_limit_is_matched_in_one_statement(db, optouts):
+    from services.core.db.schemes import among
+
+    events = [outbound(f"among-{i}") for i in range(3)]
+    with db.session() as s:
+        domain.accept_batch(s, events, optouts=optouts, carriers=CARRIERS, now=T0)
+    known = [e["message_id"] for e in events]
+    unknown = [str(uuid.uuid4()) for _ in range(40_000)]  # SQLite binds at most 32,766 values
+    with db.session() as s:
+        t = Message.__table__
+        found = set(s.scalars(select(t.c.id).where(among(s, t.c.id, unknown[:20_000] + known + unknown[20_000:]))))
+        none = s.scalars(select(t.c.id).where(among(s, t.c.id, []))).all()
+        moved = s.execute(update(t).where(among(s, t.c.id, known[:2]), t.c.status == "accepted")
+                          .values(status="sent").returning(t.c.id)).scalars().all()
+    assert found == set(known)
+    assert none == []
+    assert sorted(moved) == sorted(known[:2])
