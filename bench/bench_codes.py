@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import event  # noqa: E402
 
-from bench.run import load_average, proc_cpu_seconds  # noqa: E402
+from bench.run import cpu_seconds, load_average  # noqa: E402
 from services.core.db import Database  # noqa: E402
 from services.core.db.migrate import upgrade  # noqa: E402
 from services.core.db.session import make_engine  # noqa: E402
@@ -214,7 +214,7 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
                 [str(SPY), "record", "--nonblocking", "-r", "250", "-f", "raw", "-o", str(out),
                  "-p", str(pids[name])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 for name, out in spies if name.split()[0] in ("verifier", "ledger")]
-        cpu0 = {k: proc_cpu_seconds(pid) for k, pid in pids.items()}
+        cpu0 = cpu_seconds(pids)
         load0 = load_average()
         t0 = time.perf_counter()
         for ev in events:
@@ -246,7 +246,7 @@ def phase_e2e(url: str, codes: list[str], n: int, bootstrap: str, workers: int,
                   f"{dt:.2f}s; replies from the first to the last at "
                   f"{(len(seen) - 1) / max(1e-9, t_replies - t_first):,.0f}/s")
         done = min(len(seen), entries)
-        cpu = {k: (proc_cpu_seconds(pid) - cpu0[k]) * 1000 / max(1, done) for k, pid in pids.items()}
+        cpu = {k: (v - cpu0[k]) * 1000 / max(1, done) for k, v in cpu_seconds(pids).items()}
         print("cpu ms per verification: " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items()))
         print(f"load average: {load0} before, {load_average()} after (2 cores, shared)")
         if spies:

@@ -200,7 +200,7 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
                 profile: Path | None = None, smsc: str = "jsmpp", binds: int = 1) -> dict:
     """sms.outbound -> egress -> the SMSC -> receipts -> sms.status delivered (module docstring).
     ``smsc``: "jsmpp" (deploy/smsc) or "smpp34" (receipting_smpp34, in this process)."""
-    from bench.run import proc_cpu_seconds, proc_peak_rss_mb, thread_cpu_seconds
+    from bench.run import cpu_seconds, proc_peak_rss_mb, thread_cpu_seconds
     from services.core.db.migrate import upgrade
     from services.core.topics import ensure_topics
     from tests.support.infra import Stack, empty_postgres
@@ -249,7 +249,7 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
                                     "-p", str(pids["egress"])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         load0 = os.getloadavg()[0]  # the machine is shared: say how busy it was
-        cpu0 = {k: proc_cpu_seconds(pid) for k, pid in pids.items()}
+        cpu0 = cpu_seconds(pids)
         threads0 = thread_cpu_seconds(pids["egress"])
         # The clock starts as the events go out: egress records and announces `sent` per batch,
         # so the first `sent` comes a whole batch after the first submission.
@@ -259,13 +259,13 @@ def egress_path(broker, n: int, window: int, smsc_port: int = SMSC_PORT,
         # every receipt is in: the simulator sends receipts far slower than it takes messages,
         # so the second figure also holds egress's idle cost over the receipts' tail.
         watch.wait(ids, max(120, n / 50), status="sent")
-        cpu_sent = {k: proc_cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+        cpu_sent = {k: v - cpu0[k] for k, v in cpu_seconds(pids).items()}
         threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu_seconds(pids["egress"]).items()}
         if spy is not None:  # the profile covers the submissions, not the receipts' slow tail
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(30)
         finished = watch.wait(ids, max(120, n / 50))
-        cpu = {k: proc_cpu_seconds(pid) - cpu0[k] for k, pid in pids.items()}
+        cpu = {k: v - cpu0[k] for k, v in cpu_seconds(pids).items()}
         rss = {k: round(proc_peak_rss_mb(pid)) for k, pid in pids.items()}
         load = (round(load0, 1), round(os.getloadavg()[0], 1))
     finally:

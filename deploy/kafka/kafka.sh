@@ -6,8 +6,9 @@
 #   kafka.sh run     start in the foreground (for process supervisors)
 #   kafka.sh status  exit 0 if the broker answers
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_DATA_DIR
-# (.run/kafka-<port>), KAFKA_HEAP (512m), KAFKA_TEMPLATE (server.properties.template here; see
-# deploy/kafka/acl/ for the one with SASL/SCRAM and ACLs on).
+# (.run/kafka-<port>), KAFKA_HEAP (512m), KAFKA_JVM_OPTS (more JVM flags, e.g. GC logging),
+# KAFKA_TEMPLATE (server.properties.template here; see deploy/kafka/acl/ for the one with
+# SASL/SCRAM and ACLs on).
 # A TLS listener besides (optional): KAFKA_TLS_PORT, KAFKA_TLS_KEYSTORE (one PEM file: the private
 # key, unencrypted PKCS#8, then the certificate chain), KAFKA_TLS_PROTOCOL (SSL, or SASL_SSL on the
 # SASL template), KAFKA_TLS_TRUSTSTORE (CA PEM of client certificates) with KAFKA_TLS_CLIENT_AUTH
@@ -75,7 +76,8 @@ prepare() {
 }
 
 java_cmd() {
-  JAVA_CMD=(java "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC
+  # shellcheck disable=SC2206 # KAFKA_JVM_OPTS: extra JVM flags, split on spaces
+  JAVA_CMD=(java "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC ${KAFKA_JVM_OPTS:-}
     -Dlog4j2.configurationFile="$HERE/log4j2.yaml" -cp "$LIBS/*" kafka.Kafka "$DATA/server.properties")
 }
 
