@@ -1,10 +1,10 @@
-"""The SQLite engine's connections: how much they keep between statements."""
+"""The SQLite engine's connections: how much they keep between statements, and how they write."""
 
 from __future__ import annotations
 
 from sqlalchemy import event, text
 
-from services.core.db.session import SQLITE_CACHED_STATEMENTS, make_engine
+from services.core.db.session import SQLITE_CACHED_STATEMENTS, SQLITE_CHECKPOINT_PAGES, make_engine
 
 
 def test_sqlite_connections_keep_a_small_cache_of_prepared_statements(tmp_path):
@@ -22,3 +22,14 @@ def test_sqlite_connections_keep_a_small_cache_of_prepared_statements(tmp_path):
             assert conn.execute(text(f"SELECT count(*) FROM (VALUES ({values}))")).scalar() == 1
     engine.dispose()
     assert asked["cached_statements"] == SQLITE_CACHED_STATEMENTS < 128
+
+
+def test_sqlite_connections_write_ahead_and_checkpoint_every_10000_pages_not_every_1000(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'herald.db'}")
+    with engine.connect() as conn:
+        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+    engine.dispose()
+    assert (mode, pages, sync) == ("wal", SQLITE_CHECKPOINT_PAGES, 1)  # 1: NORMAL
+    assert SQLITE_CHECKPOINT_PAGES == 10_000
