@@ -97,7 +97,7 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.5):
 
 
 def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: float,
-        expand_only: bool = False) -> dict:
+        expand_only: bool = False, egress_workers: int = 1) -> dict:
     broker = Broker(int(os.environ.get("HERALD_BENCH_KAFKA_PORT", "19192")))
     started = broker.start()
     tmp = Path(tempfile.mkdtemp(prefix="herald-bench-campaigns-"))
@@ -112,7 +112,7 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
         # The carrier side batches as bench/run.py's does (DLR_BATCH, CARRIER_BATCH).
         plat = None if expand_only else start_platform(
             stack, tmp, carrier_rate=max(1000.0, rate), sim_dlr_batch=DLR_BATCH,
-            carrier_batch=CARRIER_BATCH)
+            carrier_batch=CARRIER_BATCH, egress_workers=egress_workers)
         camp = stack.start("services.campaigns", HERALD_CAMPAIGNS_CHUNK_SIZE=str(chunk),
                            HERALD_LOG_LEVEL="warn")
         pid = camp.popen.pid
@@ -136,6 +136,8 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
             pids.update(ingress=plat.ingress.popen.pid, router=plat.router.popen.pid,
                         egress=plat.egress.popen.pid, console=plat.console.popen.pid,
                         simulator=plat.sim.popen.pid)
+            extra = [p for p in stack.procs if p.module == "services.egress" and p is not plat.egress]
+            pids.update({f"egress {i + 2}": p.popen.pid for i, p in enumerate(extra)})
         samplers = {name: RssSampler(p) for name, p in pids.items()}
         sampler = samplers["campaigns"]
         for s in samplers.values():
@@ -162,6 +164,7 @@ def run(contacts: int, rate: float, db_url: str | None, chunk: int, timeout: flo
             "database": url.split("@")[-1] if db_url else "sqlite (file)",
             "machine": f"{os.cpu_count()} cores",
             "mode": "expansion only (no egress)" if expand_only else "end to end",
+            "egress_workers": 0 if expand_only else egress_workers,
             "import_s": round(import_s, 1),
             "expanded_s": round(expanded_s, 1),
             "expanded_per_s": round(contacts / expanded_s, 1),
@@ -211,9 +214,11 @@ def main() -> int:
     ap.add_argument("--expand-only", action="store_true",
                     help="campaigns alone, no egress: the expander's own speed and memory")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--egress-workers", type=int, default=1,
+                    help="egress processes sharing sms.outbound's 3 partitions")
     args = ap.parse_args()
     res = run(args.contacts, args.rate, os.environ.get("HERALD_BENCH_DATABASE_URL"), args.chunk,
-              args.timeout, args.expand_only)
+              args.timeout, args.expand_only, args.egress_workers)
     width = max(len(k) for k in res)
     for k, v in res.items():
         if k == "processors":
