@@ -231,6 +231,11 @@ def inbound_path(plat, n: int, rate: float | None, concurrency: int = 64) -> dic
     httpx.delete(f"{plat.sim.url}/submissions")
     procs = {"ingress": plat.ingress, "router": plat.router, "egress": plat.egress,
              "simulator": plat.sim}
+    # The second and later workers count too ("router 2", "egress 2"): Herald's CPU is all of it.
+    for module in ("router", "egress"):
+        more = [p for p in plat.stack.procs if p.module == f"services.{module}"
+                and p is not procs[module]]
+        procs.update({f"{module} {i + 2}": p for i, p in enumerate(more)})
     pids = {k: p.popen.pid for k, p in procs.items()}
     broker_pid = BROKER_PID.get("pid")
     if broker_pid:
